@@ -1,0 +1,45 @@
+// swift-tools-version: 6.1
+import PackageDescription
+import Foundation
+
+/// The CPU that the SIMD kernels are compiled for. `native` suits a binary that runs where it was built;
+/// a binary for another machine needs an explicit portable target, e.g. `KITE_TARGET_CPU=haswell`
+/// (AVX2 + FMA) or `skylake-avx512`. Without FMA in the target, `addProduct` becomes a libm call per lane.
+let targetCPU = ProcessInfo.processInfo.environment["KITE_TARGET_CPU"] ?? "native"
+
+/// Kernel targets are optimised even in debug builds: an unoptimised SIMD loop is 100x slower,
+/// which would make every test that runs a model crawl.
+let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-O", "-target-cpu", targetCPU])]
+let cpuSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
+
+let package = Package(
+    name: "Kite",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "kite", targets: ["kite"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .target(name: "KiteTensor", swiftSettings: kernelSettings),
+        .target(name: "KiteGGUF", swiftSettings: kernelSettings),
+        .target(name: "KiteTokenizers", dependencies: ["KiteGGUF"], swiftSettings: kernelSettings),
+        .target(name: "KiteModels", dependencies: ["KiteTensor", "KiteGGUF"], swiftSettings: cpuSettings),
+        .target(name: "KiteTrain", dependencies: ["KiteTensor", "KiteModels"], swiftSettings: cpuSettings),
+        .target(name: "KiteRL", swiftSettings: cpuSettings),
+        .executableTarget(
+            name: "kite",
+            dependencies: [
+                "KiteTensor", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteTrain", "KiteRL",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: cpuSettings
+        ),
+        .testTarget(name: "KiteTensorTests", dependencies: ["KiteTensor"]),
+        .testTarget(name: "KiteTokenizersTests", dependencies: ["KiteTokenizers", "KiteGGUF"]),
+        .testTarget(name: "KiteModelsTests", dependencies: ["KiteModels", "KiteTensor", "KiteTrain"]),
+        .testTarget(name: "KiteTrainTests", dependencies: ["KiteTrain", "KiteModels", "KiteTensor"]),
+        .testTarget(name: "KiteRLTests", dependencies: ["KiteRL"]),
+    ]
+)

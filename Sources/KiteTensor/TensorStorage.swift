@@ -1,0 +1,39 @@
+/// A block of memory that one or more tensors view.
+///
+/// Host memory is 64-byte aligned so SIMD kernels can load whole cache lines. Device memory is owned by
+/// the backend that allocated it; `address` then holds a device pointer that the host never dereferences.
+public final class TensorStorage: @unchecked Sendable {
+    /// Host pointer (CPU) or device pointer bits (accelerators).
+    public let address: UnsafeMutableRawPointer
+    public let byteCount: Int
+    public let device: Device
+    private let release: (@Sendable (UnsafeMutableRawPointer) -> Void)?
+    /// Keeps alive whatever the memory belongs to (a memory-mapped file, say).
+    private let owner: AnyObject?
+
+    /// Allocates zeroed host memory.
+    public init(hostByteCount byteCount: Int) {
+        let rounded = max(64, (byteCount + 63) & ~63)
+        let pointer = UnsafeMutableRawPointer.allocate(byteCount: rounded, alignment: 64)
+        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: rounded)
+        self.address = pointer
+        self.byteCount = byteCount
+        self.device = .cpu
+        self.release = { $0.deallocate() }
+        self.owner = nil
+    }
+
+    /// Wraps memory allocated elsewhere; `release` runs when the last tensor viewing it is gone.
+    public init(
+        address: UnsafeMutableRawPointer, byteCount: Int, device: Device, owner: AnyObject? = nil,
+        release: (@Sendable (UnsafeMutableRawPointer) -> Void)? = nil
+    ) {
+        self.address = address
+        self.byteCount = byteCount
+        self.device = device
+        self.owner = owner
+        self.release = release
+    }
+
+    deinit { release?(address) }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Kite: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kite",
+        abstract: "Reinforcement-learning post-training for language models.",
+        subcommands: [Bench.self]
+    )
+}
