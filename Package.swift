@@ -22,24 +22,26 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
+        .target(name: "KiteJSON", swiftSettings: kernelSettings),
         .target(name: "KiteTensor", swiftSettings: kernelSettings),
         .target(name: "KiteGGUF", swiftSettings: kernelSettings),
-        .target(name: "KiteTokenizers", dependencies: ["KiteGGUF"], swiftSettings: kernelSettings),
-        .target(name: "KiteModels", dependencies: ["KiteTensor", "KiteGGUF"], swiftSettings: cpuSettings),
+        .target(name: "KiteTokenizers", dependencies: ["KiteGGUF", "KiteJSON"], swiftSettings: kernelSettings),
+        .target(name: "KiteModels", dependencies: ["KiteTensor", "KiteGGUF", "KiteJSON"], swiftSettings: cpuSettings),
         .target(name: "KiteTrain", dependencies: ["KiteTensor", "KiteModels"], swiftSettings: cpuSettings),
-        .target(name: "KiteRL", swiftSettings: cpuSettings),
+        .target(name: "KiteRL", dependencies: ["KiteJSON"], swiftSettings: cpuSettings),
         .executableTarget(
             name: "kite",
             dependencies: [
-                "KiteTensor", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteTrain", "KiteRL",
+                "KiteJSON", "KiteTensor", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteTrain", "KiteRL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuSettings
         ),
+        .testTarget(name: "KiteJSONTests", dependencies: ["KiteJSON"]),
         .testTarget(name: "KiteTensorTests", dependencies: ["KiteTensor"]),
-        .testTarget(name: "KiteTokenizersTests", dependencies: ["KiteTokenizers", "KiteGGUF"]),
+        .testTarget(name: "KiteTokenizersTests", dependencies: ["KiteTokenizers", "KiteGGUF", "KiteJSON"]),
         .testTarget(name: "KiteModelsTests", dependencies: ["KiteModels", "KiteTensor", "KiteTrain"]),
         .testTarget(name: "KiteTrainTests", dependencies: ["KiteTrain", "KiteModels", "KiteTensor"]),
-        .testTarget(name: "KiteRLTests", dependencies: ["KiteRL"]),
+        .testTarget(name: "KiteRLTests", dependencies: ["KiteRL", "KiteJSON"]),
     ]
 )
