@@ -43,6 +43,10 @@ public protocol Backend: AnyObject, Sendable {
     func sumOfSquares(_ x: Tensor) throws -> Double
     /// Sets every element to `value`.
     func fill(_ x: Tensor, with value: Float) throws
+    /// Adds `bias` `[N]` to every row of `x` `[..., N]` in place.
+    func addBias(_ x: Tensor, bias: Tensor) throws
+    /// Adds the column sums of `x` `[..., N]` into `target` `[N]` (the gradient of a bias).
+    func accumulateColumnSums(_ x: Tensor, into target: Tensor) throws
 
     // MARK: Normalisation
 

@@ -214,3 +214,16 @@ struct OperationTests {
         #expect(try backend.sumOfSquares(x) == 25 + 100_000 * 0x1p-20)
     }
 }
+
+struct BiasOperationTests {
+    @Test func biasAddsToEveryRowAndItsGradientSumsColumns() throws {
+        let backend = CPUBackend(threads: 1)
+        let x = Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3])
+        try backend.addBias(x, bias: Tensor([10, 20, 30], shape: [3]))
+        #expect(x.toFloats() == [11, 22, 33, 14, 25, 36])
+        let gradient = Tensor([1, 1, 1], shape: [3])
+        try backend.accumulateColumnSums(x, into: gradient)
+        #expect(gradient.toFloats() == [26, 48, 70])
+        #expect(throws: KiteTensorError.self) { try backend.addBias(x, bias: Tensor(zeros: [2])) }
+    }
+}

@@ -160,6 +160,30 @@ public final class CPUBackend: Backend {
         x.floats.update(repeating: value)
     }
 
+    public func addBias(_ x: Tensor, bias: Tensor) throws {
+        try requireFloat32(x, "addBias")
+        try requireFloat32(bias, "addBias")
+        guard bias.rank == 1, x.shape.last == bias.count else {
+            throw KiteTensorError.shapeMismatch(operation: "addBias", detail: "input \(x.shape) with bias \(bias.shape)")
+        }
+        let (px, pb, width) = (x.floats, bias.floats, bias.count)
+        for row in 0..<(x.count / max(width, 1)) {
+            for i in 0..<width { px[row * width + i] += pb[i] }
+        }
+    }
+
+    public func accumulateColumnSums(_ x: Tensor, into target: Tensor) throws {
+        try requireFloat32(x, "accumulateColumnSums")
+        try requireFloat32(target, "accumulateColumnSums")
+        guard target.rank == 1, x.shape.last == target.count else {
+            throw KiteTensorError.shapeMismatch(operation: "accumulateColumnSums", detail: "input \(x.shape) into \(target.shape)")
+        }
+        let (px, pt, width) = (x.floats, target.floats, target.count)
+        for row in 0..<(x.count / max(width, 1)) {
+            for i in 0..<width { pt[i] += px[row * width + i] }
+        }
+    }
+
     public func sumOfSquares(_ x: Tensor) throws -> Double {
         try requireFloat32(x, "sumOfSquares")
         let px = x.floats
