@@ -40,8 +40,9 @@ let package = Package(
         .testTarget(name: "KiteJSONTests", dependencies: ["KiteJSON"]),
         .testTarget(name: "KiteTensorTests", dependencies: ["KiteTensor"]),
         .testTarget(name: "KiteTokenizersTests", dependencies: ["KiteTokenizers", "KiteGGUF", "KiteJSON"]),
-        .testTarget(name: "KiteModelsTests", dependencies: ["KiteModels", "KiteTensor", "KiteTrain"]),
-        .testTarget(name: "KiteTrainTests", dependencies: ["KiteTrain", "KiteModels", "KiteTensor"]),
+        .testTarget(name: "KiteModelsTests", dependencies: ["KiteModels", "KiteTensor", "KiteTrain", "KiteJSON"]),
+        .testTarget(name: "KiteTrainTests", dependencies: ["KiteTrain", "KiteModels", "KiteTensor", "KiteJSON"]),
         .testTarget(name: "KiteRLTests", dependencies: ["KiteRL", "KiteJSON"]),
+        .testTarget(name: "KiteCLITests", dependencies: ["kite", "KiteJSON"]),
     ]
 )
