@@ -258,9 +258,14 @@ struct GGUFParser {
             guard rowLength % entry.type.blockSize == 0 else {
                 throw fail(.invalidValue, "has ne[0] = \(rowLength), not a multiple of the \(entry.type) block size \(entry.type.blockSize)")
             }
-            let (byteCount, sizeOverflow) = (elementCount / entry.type.blockSize)
+            // A row's size is checked on its own: with another dimension 0 the total can be 0 while a
+            // row of 2^62 elements still overflows.
+            let (rowByteCount, rowOverflow) = (rowLength / entry.type.blockSize)
                 .multipliedReportingOverflow(by: entry.type.typeSize)
-            guard !sizeOverflow else { throw fail(.invalidValue, "has a byte size that overflows (\(elementCount) elements of \(entry.type))") }
+            let (byteCount, sizeOverflow) = rowByteCount.multipliedReportingOverflow(by: rowCount)
+            guard !rowOverflow, !sizeOverflow else {
+                throw fail(.invalidValue, "has a byte size that overflows (\(entry.dimensions) elements of \(entry.type))")
+            }
             guard entry.offset % alignment == 0 else {
                 throw fail(.invalidValue, "has data offset \(entry.offset), not a multiple of the alignment \(alignment)")
             }
@@ -271,7 +276,7 @@ struct GGUFParser {
             }
             tensors.append(GGUFTensorInfo(name: entry.name, dimensions: entry.dimensions, type: entry.type,
                                           offset: entry.offset, fileOffset: fileOffset, byteCount: byteCount,
-                                          elementCount: elementCount, rowCount: rowCount))
+                                          elementCount: elementCount, rowCount: rowCount, rowByteCount: rowByteCount))
         }
         // Empty tensors occupy no bytes and may sit anywhere; in offset order, every other tensor must
         // start at or after the end of the one before it.

@@ -16,9 +16,11 @@ public struct GGUFTensorInfo: Sendable, Equatable {
     public let elementCount: Int
     /// Number of rows: the product of all dimensions but `ne[0]`.
     public let rowCount: Int
+    /// Bytes of one row (`ne[0]` elements).
+    public let rowByteCount: Int
 
     init(name: String, dimensions: [Int], type: GGMLType, offset: Int, fileOffset: Int, byteCount: Int,
-         elementCount: Int, rowCount: Int) {
+         elementCount: Int, rowCount: Int, rowByteCount: Int) {
         self.name = name
         self.dimensions = dimensions
         self.type = type
@@ -27,6 +29,7 @@ public struct GGUFTensorInfo: Sendable, Equatable {
         self.byteCount = byteCount
         self.elementCount = elementCount
         self.rowCount = rowCount
+        self.rowByteCount = rowByteCount
     }
 
     /// The shape in row-major (PyTorch / Hugging Face) order: the dimensions reversed.
@@ -34,7 +37,4 @@ public struct GGUFTensorInfo: Sendable, Equatable {
 
     /// Elements in one row: `ne[0]`, the last dimension of `shape`; always a whole number of blocks.
     public var rowLength: Int { dimensions.first ?? 1 }
-
-    /// Bytes of one row.
-    public var rowByteCount: Int { rowLength / type.blockSize * type.typeSize }
 }

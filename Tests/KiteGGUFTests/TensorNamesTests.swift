@@ -70,7 +70,7 @@ struct TensorNamesTests {
     /// The decisive check: transformers loading SmolLM2's GGUF (dequantise + its own reverse permutation)
     /// gives q/k/v_proj whose first 8 columns are in smollm2_hf_qkv.gguf. Kite's dequantised,
     /// unpermuted tensors must equal them exactly (same Float32 decode, a pure row reordering).
-    @Test(.enabled(if: Assets.enabled(Assets.smolLM2)))
+    @Test(Assets.needed(Assets.smolLM2))
     func unpermutedSmolLM2ProjectionsEqualTransformers() throws {
         let smol = try Assets.open(Assets.smolLM2)
         let reference = try GGUFFile(path: Fixtures.path("smollm2_hf_qkv.gguf"))

@@ -35,8 +35,13 @@ enum Assets {
 
     static func available(_ name: String) -> Bool { FileManager.default.fileExists(atPath: location(name)) }
 
-    /// Whether a test of `name` should run: the asset is there, or it is required (and the test fails).
-    static func enabled(_ name: String) -> Bool { available(name) || required }
+    /// Runs the test when the assets are there, or when they are required (and the test then fails);
+    /// otherwise skips it, saying why.
+    static func needed(_ names: String...) -> ConditionTrait {
+        .enabled(if: names.allSatisfy { available($0) || required },
+                 Comment(rawValue: "needs \(names.joined(separator: ", ")) in .assets/ (scripts/assets/fetch.sh); "
+                         + "KITE_REQUIRE_ASSETS=1 makes a missing asset a failure"))
+    }
 
     struct Missing: Error, CustomStringConvertible {
         let name: String
