@@ -38,29 +38,22 @@ func decodeQ3_K(_ input: UnsafeRawPointer, _ blocks: Int, _ output: UnsafeMutabl
         let d = loadHalf(base, 108)
         let quants = base + 32
         let packedScales = base + 96
-        var scales = (Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0),
-                      Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0))
-        withUnsafeMutableBytes(of: &scales) { raw in
-            let scale = raw.bindMemory(to: Float.self)
-            for i in 0..<16 {
-                let lowByte = packedScales.load(fromByteOffset: i & 7, as: UInt8.self)
-                let low = i < 8 ? lowByte & 0x0F : lowByte >> 4
-                let high = (packedScales.load(fromByteOffset: 8 + (i & 3), as: UInt8.self) >> UInt8(2 * (i >> 2))) & 3
-                scale[i] = d * Float(Int8(bitPattern: low | high << 4) &- 32)
-            }
+        var scales = SIMD16<Float>()
+        for i in 0..<16 {
+            let lowByte = packedScales.load(fromByteOffset: i & 7, as: UInt8.self)
+            let low = i < 8 ? lowByte & 0x0F : lowByte >> 4
+            let high = (packedScales.load(fromByteOffset: 8 + (i & 3), as: UInt8.self) >> UInt8(2 * (i >> 2))) & 3
+            scales[i] = d * Float(Int8(bitPattern: low | high << 4) &- 32)
         }
-        withUnsafeBytes(of: &scales) { raw in
-            let scale = raw.bindMemory(to: Float.self)
-            for half in 0..<2 {
-                for shift in 0..<4 {
-                    let run = half * 4 + shift
-                    let start = run * 32
-                    for e in 0..<32 {
-                        let low = Int8((quants.load(fromByteOffset: half * 32 + e, as: UInt8.self) >> UInt8(2 * shift)) & 3)
-                        let high = (base.load(fromByteOffset: e, as: UInt8.self) >> UInt8(run)) & 1
-                        let q = high == 0 ? low &- 4 : low
-                        out[start + e] = scale[(start + e) >> 4] * Float(q)
-                    }
+        for half in 0..<2 {
+            for shift in 0..<4 {
+                let run = half * 4 + shift
+                let start = run * 32
+                for e in 0..<32 {
+                    let low = Int8((quants.load(fromByteOffset: half * 32 + e, as: UInt8.self) >> UInt8(2 * shift)) & 3)
+                    let high = (base.load(fromByteOffset: e, as: UInt8.self) >> UInt8(run)) & 1
+                    let q = high == 0 ? low &- 4 : low
+                    out[start + e] = scales[(start + e) >> 4] * Float(q)
                 }
             }
         }

@@ -184,10 +184,13 @@ struct GGUFParser {
 
     private func readAlignment(_ metadata: GGUFMetadata) throws -> Int {
         guard let value = metadata["general.alignment"] else { return Self.defaultAlignment }
-        guard let alignment = value.intValue, alignment > 0, alignment & (alignment - 1) == 0,
-              alignment <= 1 << 30 else {
+        guard let alignment = value.intValue else {
             throw GGUFError(.invalidValue, path: path,
-                            "metadata 'general.alignment' is \(value), expected a power of two integer")
+                            "metadata 'general.alignment' holds \(value.typeDescription), expected an integer")
+        }
+        guard alignment > 0, alignment & (alignment - 1) == 0, alignment <= 1 << 30 else {
+            throw GGUFError(.invalidValue, path: path,
+                            "metadata 'general.alignment' is \(alignment), expected a power of two up to 2^30")
         }
         return alignment
     }

@@ -131,3 +131,15 @@ struct HyperparameterTests {
         #expect(!untied.tiedEmbeddings && untied.hasRopeFrequencyFactors)
     }
 }
+
+extension AssetTests {
+    /// Informative: opening parses all metadata (R1: 152064 tokens, 151387 merges) into Swift values.
+    @Test(Assets.needed(Assets.smolLM2, Assets.r1Part))
+    func openingTime() throws {
+        for asset in [Assets.smolLM2, Assets.r1Part] {
+            let path = try Assets.path(asset)
+            let elapsed = try ContinuousClock().measure { _ = try GGUFFile(path: path) }
+            print("open \(asset): \(elapsed)")
+        }
+    }
+}

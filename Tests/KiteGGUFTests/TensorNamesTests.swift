@@ -67,6 +67,24 @@ struct TensorNamesTests {
         expectGGUFError(.invalidValue) { try GGUFTensorNames.unpermuteQK([1, 2, 3], rows: 3, columns: 1, heads: 1) }
     }
 
+    /// The file-level variant decodes matrix rows straight into their HF rows and permutes biases
+    /// element-wise; both must equal the array function.
+    @Test func fileUnpermuteHandlesWeightsAndBiases() throws {
+        let heads = 2, headDim = 4, columns = 3
+        let weight = (0..<(heads * headDim * columns)).map { Float($0) }
+        let bias = (0..<(heads * headDim)).map { Float(100 + $0) }
+        let tiny = TinyGGUF(metadata: [("general.architecture", .string("llama"))],
+                            tensors: [("blk.0.attn_q.weight", [columns, heads * headDim], weight),
+                                      ("blk.0.attn_q.bias", [heads * headDim], bias)])
+        let file = try GGUFFile(bytes: tiny.bytes(), name: "tiny.gguf")
+        #expect(try file.dequantize(file.tensor("blk.0.attn_q.weight"), unpermutingHeads: heads)
+                == GGUFTensorNames.unpermuteQK(weight, rows: heads * headDim, columns: columns, heads: heads))
+        #expect(try file.dequantize(file.tensor("blk.0.attn_q.bias"), unpermutingHeads: heads)
+                == GGUFTensorNames.unpermuteQK(bias, rows: heads * headDim, columns: 1, heads: heads))
+        let error = expectGGUFError(.invalidValue) { try file.dequantize(file.tensor("blk.0.attn_q.weight"), unpermutingHeads: 3) }
+        #expect(error?.description.hasPrefix("tiny.gguf: tensor 'blk.0.attn_q.weight': Q/K permutation") == true)
+    }
+
     /// The decisive check: transformers loading SmolLM2's GGUF (dequantise + its own reverse permutation)
     /// gives q/k/v_proj whose first 8 columns are in smollm2_hf_qkv.gguf. Kite's dequantised,
     /// unpermuted tensors must equal them exactly (same Float32 decode, a pure row reordering).

@@ -84,3 +84,52 @@ func expectGGUFError<R>(_ kind: GGUFError.Kind, sourceLocation: SourceLocation =
     }
     return nil
 }
+
+/// Builds small GGUF v3 files in memory: string/u32 metadata and F32 tensors, alignment 32.
+struct TinyGGUF {
+    var metadata: [(String, GGUFValue)] = []
+    var tensors: [(name: String, dimensions: [Int], values: [Float])] = []
+
+    func bytes() -> [UInt8] {
+        var out: [UInt8] = Array("GGUF".utf8)
+        append(UInt32(3), to: &out)
+        append(UInt64(tensors.count), to: &out)
+        append(UInt64(metadata.count), to: &out)
+        for (key, value) in metadata {
+            appendString(key, to: &out)
+            switch value {
+            case .string(let text):
+                append(GGUFValueType.string.rawValue, to: &out)
+                appendString(text, to: &out)
+            case .uint32(let number):
+                append(GGUFValueType.uint32.rawValue, to: &out)
+                append(number, to: &out)
+            default:
+                preconditionFailure("TinyGGUF writes strings and u32 only")
+            }
+        }
+        var offset = 0
+        for tensor in tensors {
+            appendString(tensor.name, to: &out)
+            append(UInt32(tensor.dimensions.count), to: &out)
+            for dimension in tensor.dimensions { append(UInt64(dimension), to: &out) }
+            append(GGMLType.f32.rawValue, to: &out)
+            append(UInt64(offset), to: &out)
+            offset += (tensor.values.count * 4 + 31) / 32 * 32
+        }
+        for tensor in tensors {
+            out += [UInt8](repeating: 0, count: (32 - out.count % 32) % 32)
+            for value in tensor.values { append(value.bitPattern, to: &out) }
+        }
+        return out
+    }
+
+    private func append<T: FixedWidthInteger>(_ value: T, to out: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { out += $0 }
+    }
+
+    private func appendString(_ text: String, to out: inout [UInt8]) {
+        append(UInt64(text.utf8.count), to: &out)
+        out += Array(text.utf8)
+    }
+}
