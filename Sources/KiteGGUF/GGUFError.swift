@@ -26,7 +26,9 @@ public struct GGUFError: Error, Sendable, Equatable, CustomStringConvertible {
         case missingKey
         /// A metadata value of another type than the one asked for.
         case typeMismatch
-        /// A tensor whose data is not (entirely) inside the file, or that is not in this file.
+        /// A tensor name the file does not have, or a tensor info that belongs to another file.
+        case missingTensor
+        /// A tensor whose data is not (entirely) inside the file (a truncated file or one part of a split model).
         case tensorDataUnavailable
     }
 

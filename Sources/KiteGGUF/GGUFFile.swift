@@ -68,7 +68,7 @@ public final class GGUFFile: @unchecked Sendable {
     /// The tensor called `name`; throws naming the tensor when the file has none.
     public func tensor(_ name: String) throws -> GGUFTensorInfo {
         guard let info = tensorInfo(named: name) else {
-            throw GGUFError(.tensorDataUnavailable, path: path, "has no tensor named '\(name)'")
+            throw GGUFError(.missingTensor, path: path, "has no tensor named '\(name)'")
         }
         return info
     }
@@ -94,8 +94,7 @@ public final class GGUFFile: @unchecked Sendable {
     /// and the range is inside the file.
     func rawData(of tensor: GGUFTensorInfo, bytes range: Range<Int>) throws -> UnsafeRawBufferPointer {
         guard let index = tensorIndex[tensor.name], tensors[index] == tensor else {
-            throw GGUFError(.tensorDataUnavailable, path: path,
-                            "tensor '\(tensor.name)' is not a tensor of this file")
+            throw GGUFError(.missingTensor, path: path, "tensor '\(tensor.name)' is not a tensor of this file")
         }
         guard range.upperBound <= fileSize else {
             let whole = tensor.fileOffset..<(tensor.fileOffset + tensor.byteCount)

@@ -98,8 +98,9 @@ struct ContainerTests {
         let one = try GGUFFile(path: Fixtures.path("metadata.gguf"))
         let other = try GGUFFile(path: Fixtures.path("quants.gguf"))
         let foreign = try other.tensor("q4_0")
-        expectGGUFError(.tensorDataUnavailable) { try one.rawData(of: foreign) }
-        expectGGUFError(.tensorDataUnavailable) { try one.tensor("q4_0") }
+        expectGGUFError(.missingTensor) { try one.rawData(of: foreign) }
+        let missing = expectGGUFError(.missingTensor) { try one.tensor("q4_0") }
+        #expect(missing?.description.hasSuffix("metadata.gguf: has no tensor named 'q4_0'") == true)
     }
 
     // MARK: helpers
