@@ -40,6 +40,7 @@ let package = Package(
         ),
         .testTarget(name: "KiteJSONTests", dependencies: ["KiteJSON"]),
         .testTarget(name: "KiteTensorTests", dependencies: ["KiteTensor"]),
+        .testTarget(name: "KiteGGUFTests", dependencies: ["KiteGGUF"]),
         .testTarget(name: "KiteTokenizersTests", dependencies: ["KiteTokenizers", "KiteGGUF", "KiteJSON"]),
         .testTarget(name: "KiteModelsTests", dependencies: ["KiteModels", "KiteTensor", "KiteTrain", "KiteJSON"]),
         .testTarget(name: "KiteTrainTests", dependencies: ["KiteTrain", "KiteModels", "KiteTensor", "KiteJSON"]),
