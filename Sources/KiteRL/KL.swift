@@ -25,8 +25,8 @@ public struct KLTerm: Sendable, Equatable {
 /// k1 = logRatio; k2 = logRatio² / 2; k3 and low_var_kl = exp(-logRatio) - 1 + logRatio.
 /// With `importanceLogRatio` (`--use-unbiased-kl`, DeepSeek-V3.2) the estimate is multiplied by
 /// `exp(importanceLogRatio)` where `importanceLogRatio = logProb - oldLogProb`, which also depends on
-/// the current log-prob. low_var_kl is clamped to [-10, 10] last; outside the clamp the gradient is 0
-/// (torch's clamp passes the gradient on the closed interval).
+/// the current log-prob. low_var_kl is clamped to [-10, 10] last; at or beyond the bounds the gradient
+/// is 0 (torch's clamp passes the gradient only strictly inside its bounds).
 public func approxKL(logProb: Double, refLogProb: Double, type: KLType, importanceLogRatio: Double? = nil) -> KLTerm {
     let logRatio = logProb - refLogProb
     var value: Double
@@ -50,10 +50,10 @@ public func approxKL(logProb: Double, refLogProb: Double, type: KLType, importan
         value = weight * value
     }
     if type == .lowVarKL {
-        if value > 10 {
+        if value >= 10 {
             value = 10
             gradient = 0
-        } else if value < -10 {
+        } else if value <= -10 {
             value = -10
             gradient = 0
         }

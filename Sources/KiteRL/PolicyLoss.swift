@@ -10,8 +10,8 @@ public struct PolicyLossTerm: Sendable, Equatable {
     public var loss: Double
     /// slime's clip fraction indicator: the clipped surrogate exceeded the unclipped one.
     public var clipped: Bool
-    /// d loss / d ratio, with torch's convention for ties of `maximum`/`minimum` (half the gradient
-    /// to each side) and for `clamp` (gradient passes on the closed interval).
+    /// d loss / d ratio, with torch's conventions: a tie of `maximum`/`minimum` sends half the gradient
+    /// to each side; `clamp` passes the gradient only strictly inside its bounds.
     public var dLossDRatio: Double
 }
 
@@ -23,7 +23,7 @@ public func ppoClippedLoss(ratio: Double, advantage a: Double, epsClip: Double, 
     let clampedRatio = min(max(ratio, low), high)
     let l1 = -ratio * a, d1 = -a
     let l2 = -clampedRatio * a
-    let d2 = (ratio >= low && ratio <= high) ? -a : 0
+    let d2 = (ratio > low && ratio < high) ? -a : 0
     var loss: Double, gradient: Double
     if l1 > l2 {
         loss = l1; gradient = d1

@@ -158,6 +158,11 @@ extension Sample {
         return .object(object)
     }
 
+    private static func nonNull(_ value: JSONValue?) -> JSONValue? {
+        guard let value, !value.isNull else { return Optional<JSONValue>.none }
+        return value
+    }
+
     /// Reads a sample written by `json` (or by slime's `to_dict`, converted to JSON); `position` names
     /// the sample in errors when it has no index.
     public init(json: JSONValue, position: Int) throws(RLError) {
@@ -209,8 +214,8 @@ extension Sample {
             tokens: tokens,
             response: try field("response", { $0.stringValue }, "a string") ?? "",
             responseLength: try field("response_length", { $0.intValue }, "an integer") ?? 0,
-            label: object["label"].flatMap { $0.isNull ? nil : $0 },
-            reward: object["reward"].flatMap { $0.isNull ? nil : $0 },
+            label: Self.nonNull(object["label"]),
+            reward: Self.nonNull(object["reward"]),
             lossMask: try field("loss_mask", intArray, "an array of integers"),
             rolloutLogProbs: try field("rollout_log_probs", doubleArray, "an array of numbers"),
             weightVersions: try field("weight_versions", { v in v.arrayValue.flatMap { a in
