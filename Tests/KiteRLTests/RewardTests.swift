@@ -1,0 +1,51 @@
+import Foundation
+import KiteJSON
+import Testing
+
+@testable import KiteRL
+
+/// Reward functions against tables of graded answers scored by slime's own rm_hub code
+/// (scripts/reference/rl_rewards.py → Tests/Fixtures/rl/rewards.json).
+struct RewardTests {
+    static func table(_ type: String) throws -> [JSONValue] {
+        try Fixtures.load("rewards.json").get(type).array()
+    }
+
+    static func label(_ row: JSONValue) -> JSONValue? {
+        guard let value = row["label"], !value.isNull else { return Optional<JSONValue>.none }
+        return value
+    }
+
+    /// Runs every row of a table through Kite's RewardHub and checks it against slime's result.
+    static func check(_ type: RewardType, minimumCases: Int, compare: (JSONValue, JSONValue) -> Bool = { $0 == $1 }) throws {
+        let rows = try table(type.rawValue)
+        #expect(rows.count >= minimumCases)
+        var mismatches: [String] = []
+        for row in rows {
+            let response = try row.get("response").string()
+            let metadata = row["metadata"]?.objectValue ?? JSONObject()
+            do {
+                let reward = try RewardHub.reward(rmType: type.rawValue, response: response, label: label(row), metadata: metadata)
+                if let expected = row["reward"] {
+                    if !compare(reward, expected) { mismatches.append("\(response.debugDescription) label \(String(describing: row["label"])): Kite \(reward.serialized()) slime \(expected.serialized())") }
+                } else {
+                    mismatches.append("\(response.debugDescription): Kite \(reward.serialized()), slime raised \(row["error"]?.stringValue ?? "")")
+                }
+            } catch {
+                if row["error"] == nil { mismatches.append("\(response.debugDescription): Kite threw \(error)") }
+            }
+        }
+        #expect(mismatches.isEmpty, "\(type): \(mismatches.count) of \(rows.count) differ:\n\(mismatches.joined(separator: "\n"))")
+    }
+
+    static func numericallyEqual(_ a: JSONValue, _ b: JSONValue) -> Bool {
+        guard let x = a.doubleValue, let y = b.doubleValue else { return a == b }
+        return abs(x - y) < 1e-12
+    }
+
+    @Test func deepscalerMatchesSlime() throws { try Self.check(.deepscaler, minimumCases: 60, compare: Self.numericallyEqual) }
+    @Test func dapoMatchesSlime() throws { try Self.check(.dapo, minimumCases: 60) }
+    @Test func mathMatchesSlime() throws { try Self.check(.math, minimumCases: 60, compare: Self.numericallyEqual) }
+    @Test func f1MatchesSlime() throws { try Self.check(.f1, minimumCases: 10, compare: Self.numericallyEqual) }
+    @Test func gpqaMatchesSlime() throws { try Self.check(.gpqa, minimumCases: 10, compare: Self.numericallyEqual) }
+}
