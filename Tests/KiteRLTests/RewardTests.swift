@@ -17,8 +17,8 @@ struct RewardTests {
     }
 
     /// Runs every row of a table through Kite's RewardHub and checks it against slime's result.
-    static func check(_ type: RewardType, minimumCases: Int, compare: (JSONValue, JSONValue) -> Bool = { $0 == $1 }) throws {
-        let rows = try table(type.rawValue)
+    static func check(_ type: RewardType, table name: String? = nil, minimumCases: Int, compare: (JSONValue, JSONValue) -> Bool = { $0 == $1 }) throws {
+        let rows = try table(name ?? type.rawValue)
         #expect(rows.count >= minimumCases)
         var mismatches: [String] = []
         for row in rows {
@@ -46,6 +46,8 @@ struct RewardTests {
     @Test func deepscalerMatchesSlime() throws { try Self.check(.deepscaler, minimumCases: 60, compare: Self.numericallyEqual) }
     @Test func dapoMatchesSlime() throws { try Self.check(.dapo, minimumCases: 60) }
     @Test func mathMatchesSlime() throws { try Self.check(.math, minimumCases: 60, compare: Self.numericallyEqual) }
+    /// 600 random answer/label pairs in mixed notations, graded by `--rm-type math`.
+    @Test func generatedMathAnswersMatchSlime() throws { try Self.check(.math, table: "generated", minimumCases: 600, compare: Self.numericallyEqual) }
     @Test func f1MatchesSlime() throws { try Self.check(.f1, minimumCases: 10, compare: Self.numericallyEqual) }
     @Test func gpqaMatchesSlime() throws { try Self.check(.gpqa, minimumCases: 10, compare: Self.numericallyEqual) }
 }

@@ -140,6 +140,59 @@ GPQA_CASES = [
 ]
 
 
+def generated_pairs(seed=2024, count=600):
+    """Random answers in many notations, paired with random labels, to probe the graders widely."""
+    import random
+
+    rng = random.Random(seed)
+    atoms = [
+        lambda: str(rng.randint(-20, 120)), lambda: f"{rng.randint(0, 9)}.{rng.randint(0, 99)}",
+        lambda: f"\\frac{{{rng.randint(1, 9)}}}{{{rng.randint(1, 9)}}}", lambda: f"\\dfrac{{{rng.randint(1, 12)}}}{{{rng.randint(2, 12)}}}",
+        lambda: f"{rng.randint(1, 9)}/{rng.randint(1, 9)}", lambda: f"\\sqrt{{{rng.choice([2, 3, 4, 8, 9, 12, 18, 27])}}}",
+        lambda: f"{rng.randint(2, 5)}\\sqrt{{{rng.choice([2, 3, 5])}}}", lambda: rng.choice(["\\pi", "2\\pi", "\\frac{\\pi}{2}", "\\frac{\\pi}{3}"]),
+        lambda: f"{rng.randint(1, 99)}\\%", lambda: f"{rng.randint(1, 9)}^{rng.randint(1, 3)}", lambda: f"{rng.randint(1, 9)}x+{rng.randint(1, 9)}",
+        lambda: f"x^2+{rng.randint(1, 5)}x", lambda: f"({rng.randint(0, 5)}, {rng.randint(0, 5)})", lambda: f"[{rng.randint(-3, 0)}, {rng.randint(1, 4)})",
+        lambda: f"{rng.randint(1, 9)},{rng.randint(100, 999)}", lambda: f"\\text{{{rng.randint(1, 30)}}}", lambda: f"{rng.randint(1, 30)} \\text{{ cm}}",
+        lambda: f"{rng.randint(1, 180)}^\\circ", lambda: f"x={rng.randint(1, 9)}", lambda: f"{rng.randint(1, 9)}.0",
+        lambda: f"\\frac{{{rng.randint(1, 9)}}}{{\\sqrt{{{rng.choice([2, 3])}}}}}", lambda: f"{rng.randint(1, 9)}\\frac{{{rng.randint(1, 3)}}}{{{rng.randint(4, 6)}}}",
+        lambda: f"{rng.randint(2, 9)}({rng.randint(1, 9)})", lambda: f"-\\frac{{{rng.randint(1, 9)}}}{{{rng.randint(1, 9)}}}",
+        lambda: f"0.{rng.choice(['5', '25', '125', '333', '75'])}", lambda: f"\\$ {rng.randint(1, 99)}",
+    ]
+    pairs = []
+    for _ in range(count):
+        given = rng.choice(atoms)()
+        label = given if rng.random() < 0.25 else rng.choice(atoms)()
+        pairs.append((given, label))
+    # The same value written two ways.
+    from fractions import Fraction
+
+    for _ in range(count // 2):
+        kind = rng.randrange(6)
+        if kind == 0:
+            f = Fraction(rng.randint(-12, 12), rng.choice([1, 2, 4, 5, 8, 3]))
+            forms = [f"\\frac{{{f.numerator}}}{{{f.denominator}}}", f"{f.numerator}/{f.denominator}", f"\\dfrac{{{f.numerator}}}{{{f.denominator}}}",
+                     str(float(f)), f"\\frac{{{2 * f.numerator}}}{{{2 * f.denominator}}}", f"{float(f) * 100:g}\\%", f"\\tfrac{{{f.numerator}}}{{{f.denominator}}}"]
+        elif kind == 1:
+            k, m = rng.randint(2, 6), rng.choice([2, 3, 5, 7])
+            forms = [f"{k}\\sqrt{{{m}}}", f"\\sqrt{{{k * k * m}}}", f"{k}\\sqrt {m}", f"\\sqrt{{{m}}}\\cdot {k}", f"{k}*sqrt({m})"]
+        elif kind == 2:
+            m = rng.choice([2, 3, 5])
+            forms = [f"\\frac{{1}}{{\\sqrt{{{m}}}}}", f"\\frac{{\\sqrt{{{m}}}}}{{{m}}}", f"\\sqrt{{{m}}}/{m}", f"{m}^{{-1/2}}", f"\\sqrt{{\\frac{{1}}{{{m}}}}}"]
+        elif kind == 3:
+            a, b = rng.randint(1, 5), rng.randint(1, 5)
+            forms = [f"(x+{a})(x+{b})", f"x^2+{a + b}x+{a * b}", f"x^{{2}} + {a + b}x + {a * b}", f"{a * b}+{a + b}x+x^2", f"(x+{b})(x+{a})"]
+        elif kind == 4:
+            a, b = rng.randint(-5, 5), rng.randint(6, 12)
+            bracket = rng.choice(["()", "[]", "(]", "[)"])
+            forms = [f"{bracket[0]}{a},{b}{bracket[1]}", f"\\left{bracket[0]}{a}, {b}\\right{bracket[1]}", f"{bracket[0]} {a} , {b} {bracket[1]}",
+                     f"{bracket[0]}{b},{a}{bracket[1]}", f"{bracket[0]}{a}.0,{b}{bracket[1]}"]
+        else:
+            n = rng.randint(1, 3) * 1000 + rng.randint(0, 999)
+            forms = [str(n), f"{n // 1000},{n % 1000:03d}", f"{n}.0", f"\\${n}", f"{n} \\text{{ dollars}}", f"{n}\\text{{ meters}}", f"{n//1000}{{,}}{n % 1000:03d}"]
+        pairs.append((rng.choice(forms), rng.choice(forms)))
+    return pairs
+
+
 def run(fn):
     try:
         return {"reward": fn()}
@@ -155,6 +208,10 @@ def main():
         table["dapo"].append({"response": response, "label": label, **run(lambda: dapo.compute_score(response, label))})
     for response, label in MATH_CASES:
         table["math"].append({"response": response, "label": label, **run(lambda: 1 if math_utils.grade_answer_verl(response, label) else 0)})
+    table["generated"] = []
+    for given, label in generated_pairs():
+        table["generated"].append({"response": f"\\boxed{{{given}}}", "label": label,
+                                   **run(lambda: 1 if math_utils.grade_answer_verl(f"\\boxed{{{given}}}", label) else 0)})
     for response, label in F1_CASES:
         table["f1"].append({"response": response, "label": label, **run(lambda: f1.f1_score(response, label)[0])})
     for response, label, metadata in GPQA_CASES:
