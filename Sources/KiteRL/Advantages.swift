@@ -118,7 +118,7 @@ public func computeAdvantagesAndReturns(
     var advantages: [[Double]]
     let returns: [[Double]]
     switch options.estimator {
-    case .grpo, .gspo, .cispo:
+    case .grpo, .gspo, .cispo, .rloo:
         returns = try grpoReturns(rewards: rewards, responseLengths: responseLengths)
         advantages = returns
     case .reinforcePlusPlus:

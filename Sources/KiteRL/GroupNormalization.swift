@@ -11,6 +11,9 @@ public enum AdvantageEstimator: String, Sendable, CaseIterable {
     case cispo
     case reinforcePlusPlus = "reinforce_plus_plus"
     case reinforcePlusPlusBaseline = "reinforce_plus_plus_baseline"
+    /// REINFORCE leave-one-out (Ahmadian et al. 2024): each reward minus the mean of the other rewards of
+    /// its group. Not one of slime's estimators; Kite adds it with slime's grouping and GRPO's token loss.
+    case rloo
 
     /// Whether rewards are group-mean-centred before the estimator runs.
     public var usesGroupMean: Bool { self != .reinforcePlusPlus }
@@ -46,7 +49,7 @@ public let groupStdEpsilon = 1e-6
 /// viewed as groups of `n_samples_per_prompt` (only when there are exactly `rollout_batch_size · n` of
 /// them; otherwise all rewards form one group), centred on the group mean, and for grpo/gspo/cispo
 /// divided by `std + 1e-6` with the unbiased (N−1) standard deviation. Other estimators get the raw
-/// rewards back.
+/// rewards back. `rloo` (Kite's addition) subtracts the mean of the other samples of the group instead.
 ///
 /// Kite computes in Double where slime uses float32. NaN guard: a group of one sample has no unbiased
 /// standard deviation (torch returns NaN and slime then produces NaN advantages); Kite takes it as 0,
@@ -59,12 +62,17 @@ public func normalizeGroupRewards(_ rawRewards: [Double], options: RewardNormali
     }
     let groupSize = rawRewards.count == options.nSamplesPerPrompt * options.rolloutBatchSize ? options.nSamplesPerPrompt : rawRewards.count
     let divideByStd = options.estimator.usesGroupStd && options.grpoStdNormalization && options.nSamplesPerPrompt > 1
+    // RLOO: r − mean(others) = (r − mean) · n / (n − 1); a group of one has no other sample: 0.
+    let leaveOneOutScale = groupSize > 1 ? Double(groupSize) / Double(groupSize - 1) : 0
     var out = rawRewards
     var start = 0
     while start < rawRewards.count {
         let group = rawRewards[start..<start + groupSize]
         let mean = group.reduce(0, +) / Double(groupSize)
         for i in group.indices { out[i] = rawRewards[i] - mean }
+        if options.estimator == .rloo {
+            for i in group.indices { out[i] *= leaveOneOutScale }
+        }
         if divideByStd {
             let std = unbiasedStd(out[start..<start + groupSize]) ?? 0
             for i in group.indices { out[i] /= std + groupStdEpsilon }

@@ -45,7 +45,7 @@ public struct LossOptions: Sendable, Equatable {
             throw .invalidOption(name: "--tis-clip-low", message: "\(tisClipLow) exceeds --tis-clip \(tisClip)")
         }
         switch advantageEstimator {
-        case .grpo, .gspo, .cispo, .reinforcePlusPlus, .reinforcePlusPlusBaseline: break
+        case .grpo, .gspo, .cispo, .reinforcePlusPlus, .reinforcePlusPlusBaseline, .rloo: break
         }
     }
 }

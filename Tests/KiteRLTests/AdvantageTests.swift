@@ -53,6 +53,15 @@ struct AdvantageTests {
         #expect(try grpoReturns(rewards: [0.5, -1], responseLengths: [3, 0]) == [[0.5, 0.5, 0.5], []])
     }
 
+    @Test func rlooSubtractsTheMeanOfTheOtherSamplesByHand() throws {
+        // Group [1, 0, 0, 1]: sample 0's baseline is mean(0, 0, 1) = 1/3 → 2/3; sample 1's is 2/3 → −2/3.
+        let out = try normalizeGroupRewards([1, 0, 0, 1, 3, 3, 3, 3], options: RewardNormalizationOptions(estimator: .rloo, nSamplesPerPrompt: 4, rolloutBatchSize: 2))
+        let third: Double = 2.0 / 3
+        let expected: [Double] = [third, -third, -third, third, 0, 0, 0, 0]
+        #expect(close(out, expected, tolerance: 1e-15))
+        #expect(try normalizeGroupRewards([5], options: RewardNormalizationOptions(estimator: .rloo, nSamplesPerPrompt: 1, rolloutBatchSize: 1)) == [0])
+    }
+
     @Test func groupsWhoseRewardsAllAgreeGetZeroAdvantage() throws {
         let options = RewardNormalizationOptions(estimator: .grpo, nSamplesPerPrompt: 3, rolloutBatchSize: 2)
         #expect(try normalizeGroupRewards([1, 1, 1, 0, 0, 0], options: options) == [0, 0, 0, 0, 0, 0])
