@@ -40,7 +40,8 @@ public func expandBinsBySplitting(_ bins: inout [[Int]], targetCount: Int, lengt
         var best: (sum: Int, position: Int)?
         for (position, bin) in bins.enumerated() where bin.count > 1 {
             let sum = bin.reduce(0) { $0 + lengths[$1] }
-            if best == nil || (sum, position) > (best!.sum, best!.position) { best = (sum, position) }
+            if let current = best, (sum, position) <= (current.sum, current.position) { continue }
+            best = (sum, position)
         }
         guard let best else { return }
         let halves = splitBinByTokens(bins[best.position], lengths: lengths)

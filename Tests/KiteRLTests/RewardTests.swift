@@ -48,6 +48,23 @@ struct RewardTests {
     @Test func mathMatchesSlime() throws { try Self.check(.math, minimumCases: 60, compare: Self.numericallyEqual) }
     /// 600 random answer/label pairs in mixed notations, graded by `--rm-type math`.
     @Test func generatedMathAnswersMatchSlime() throws { try Self.check(.math, table: "generated", minimumCases: 600, compare: Self.numericallyEqual) }
+    @Test func hubReadsTheSampleAsSlimesAsyncRmDoes() throws {
+        // metadata.rm_type overrides --rm-type; boxed_ first reduces the response to its last \boxed{}.
+        var sample = Sample(index: 0, response: "<think>t</think> Answer: 12", label: "12", metadata: JSONObject([("rm_type", "dapo")]))
+        let dapo = try RewardHub.reward(for: sample, rmType: "deepscaler")
+        #expect(dapo["score"] == 1.0 && dapo["acc"] == true && dapo["pred"] == "12")
+        sample.reward = dapo
+        #expect(try sample.rewardValue(key: "score") == 1)
+        sample.metadata = JSONObject()
+        #expect(try RewardHub.reward(for: sample, rmType: "deepscaler") == 0)
+        let boxed = Sample(index: 1, response: "work \\boxed{The Eiffel Tower}", label: "Eiffel Tower")
+        #expect(try RewardHub.reward(for: boxed, rmType: "boxed_f1") == 1.0)
+        #expect(try RewardHub.reward(rmType: " math ".trimmingCharacters(in: .whitespaces), response: "\\boxed{\\frac{1}{2}}", label: "0.5") == 1)
+        #expect(throws: RLError.self) { try RewardHub.reward(for: boxed, rmType: "remote_rm") }
+        #expect(throws: RLError.self) { try RewardHub.reward(for: boxed, rmType: nil) }
+        #expect(throws: RLError.self) { try RewardHub.reward(rmType: "dapo", response: "Answer: 3", label: "three") }
+    }
+
     @Test func f1MatchesSlime() throws { try Self.check(.f1, minimumCases: 10, compare: Self.numericallyEqual) }
     @Test func gpqaMatchesSlime() throws { try Self.check(.gpqa, minimumCases: 10, compare: Self.numericallyEqual) }
 }

@@ -11,8 +11,9 @@ public func f1Score(prediction: String?, groundTruth: String) -> (f1: Double, pr
     var counts: [String: Int] = [:]
     for token in truthTokens { counts[token, default: 0] += 1 }
     var same = 0
-    for token in predictionTokens where (counts[token] ?? 0) > 0 {
-        counts[token]! -= 1
+    for token in predictionTokens {
+        guard let available = counts[token], available > 0 else { continue }
+        counts[token] = available - 1
         same += 1
     }
     if same == 0 { return (0, 0, 0) }

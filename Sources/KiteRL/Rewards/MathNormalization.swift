@@ -349,13 +349,10 @@ public enum MathAnswer {
 
     /// `_is_frac`: `^-?[0-9]+.?/0*[1-9][0-9]*.?$`.
     static func isFrac(_ s: String) -> Bool {
-        var body = s
-        if body.hasSuffix("\n") && body.dropLast().wholeMatch(of: fracPattern) != nil { return true }
-        body = s
-        return body.wholeMatch(of: fracPattern) != nil
+        let pattern = /-?[0-9]+.?\/0*[1-9][0-9]*.?/
+        if s.hasSuffix("\n") && s.dropLast().wholeMatch(of: pattern) != nil { return true }
+        return s.wholeMatch(of: pattern) != nil
     }
-
-    nonisolated(unsafe) static let fracPattern = /-?[0-9]+.?\/0*[1-9][0-9]*.?/
 
     /// `should_allow_eval`: at most two distinct letters (after removing `sqrt` and `frac`), no `^{`,
     /// `^(`, and no powers with two or more digits or stacked powers.
