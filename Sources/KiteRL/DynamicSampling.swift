@@ -60,7 +60,7 @@ public func checkRewardNonzeroStd(rewards: [Double], integerRewards: Bool = fals
     let keep = std > nonzeroStdThreshold
     if keep { return DynamicFilterOutput(keep: true) }
     guard let first = rewards.first else { return DynamicFilterOutput(keep: false, reason: "zero_std_empty") }
-    let rounded = integerRewards ? String(Int(first)) : JSONValue.pythonRepr(pythonRound(first, digits: 1))
+    let rounded = integerRewards && first.isFinite ? PythonString.integerString(first.rounded()) : JSONValue.pythonRepr(pythonRound(first, digits: 1))
     return DynamicFilterOutput(keep: false, reason: "zero_std_\(rounded)")
 }
 

@@ -75,14 +75,14 @@ public struct Sample: Sendable, Equatable {
     /// A name for error messages: the index when known.
     public var name: String { index.map { "#\($0)" } ?? "(no index)" }
 
-    public var promptTokens: ArraySlice<Int> { tokens.dropLast(responseLength) }
-    public var responseTokens: ArraySlice<Int> { tokens.suffix(responseLength) }
+    public var promptTokens: ArraySlice<Int> { tokens.dropLast(max(0, responseLength)) }
+    public var responseTokens: ArraySlice<Int> { tokens.suffix(max(0, responseLength)) }
 
     /// The loss mask training uses: all ones when unset, all zeros when `removeSample`
     /// (slime's `_convert_samples_to_train_data`).
     public var effectiveLossMask: [Int] {
-        if removeSample { return Array(repeating: 0, count: responseLength) }
-        return lossMask ?? Array(repeating: 1, count: responseLength)
+        if removeSample { return Array(repeating: 0, count: max(0, responseLength)) }
+        return lossMask ?? Array(repeating: 1, count: max(0, responseLength))
     }
 
     /// The scalar reward, read with `--reward-key` when the reward is an object

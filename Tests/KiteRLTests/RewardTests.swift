@@ -68,3 +68,28 @@ struct RewardTests {
     @Test func f1MatchesSlime() throws { try Self.check(.f1, minimumCases: 10, compare: Self.numericallyEqual) }
     @Test func gpqaMatchesSlime() throws { try Self.check(.gpqa, minimumCases: 10, compare: Self.numericallyEqual) }
 }
+
+/// Inputs a model can produce that must not crash or hang the graders.
+struct AdversarialRewardTests {
+    @Test func pathologicalAnswersAreGradedWithoutCrashing() throws {
+        let deep = String(repeating: "{", count: 20_000) + "5" + String(repeating: "}", count: 20_000)
+        let parens = String(repeating: "(", count: 20_000) + "1" + String(repeating: ")", count: 20_000)
+        let longText = String(repeating: "lorem ipsum \\frac{1}{2} ", count: 5_000)
+        let answers = [
+            deep, parens, "\\sqrt{" + parens + "}", "9223372036854775807/9223372036854775807", "-9223372036854775808",
+            "1e-9223372036854775808", "2^9999999999", "99999999999999999999999999999", "\\frac{1}{0}", "0^{-1}", "(-8)^{1/3}",
+            "\\sqrt{-4}", "x^x", "\\\\\\\\", "\\", "{", "}", "$", "\\boxed{", "\\frac", "\\sqrt", "3037000500^2",
+        ]
+        for answer in answers {
+            for type in ["deepscaler", "math", "dapo"] {
+                let response = "<think>t</think> \\boxed{\(answer)} Answer: \(answer)"
+                _ = try RewardHub.reward(rmType: type, response: response, label: "5")
+            }
+            _ = MathAnswer.gradeSympy(given: answer, groundTruth: answer + "+0")
+        }
+        let long = try RewardHub.reward(rmType: "deepscaler", response: "<think>" + longText + "</think>" + longText + "\\boxed{1/2}", label: "\\frac{1}{2}")
+        #expect(long == 1)
+        #expect(try RewardHub.reward(rmType: "gpqa", response: longText + " answer is C", label: "C") == 1.0)
+        #expect(try RewardHub.reward(rmType: "f1", response: longText, label: "lorem") != 1.0)
+    }
+}

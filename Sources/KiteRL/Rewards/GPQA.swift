@@ -39,7 +39,7 @@ public func gpqaReward(response: String?, label: JSONValue?, metadata: JSONObjec
     case .int(let i)?:
         if i >= 0 && i < validLetters.count { correctLetter = validLetters[i] }
     case .double(let d)?:
-        if d.isFinite { let i = Int(d); if i >= 0 && i < validLetters.count { correctLetter = validLetters[i] } }
+        if d > -1 && d < Double(validLetters.count) { correctLetter = validLetters[max(0, Int(d))] }
     case .bool(let b)?:
         let i = b ? 1 : 0
         if i < validLetters.count { correctLetter = validLetters[i] }

@@ -47,6 +47,9 @@ enum LatexToText {
     struct Parser {
         var chars: [Character]
         var i = 0
+        /// Group and macro nesting, bounded so that a pathological answer cannot exhaust the stack.
+        var depth = 0
+        static let maximumDepth = 200
 
         mutating func renderSequence(until terminator: Character?) throws(Failure) -> String {
             var out = ""
@@ -63,6 +66,9 @@ enum LatexToText {
 
         /// Renders one node: a macro with its arguments, a group, or a character.
         mutating func renderNode() throws(Failure) -> String {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= Self.maximumDepth else { throw Failure() }
             let c = chars[i]
             switch c {
             case "\\": return try renderMacro()

@@ -186,6 +186,7 @@ struct Rational: Equatable, Hashable {
     var numerator: Int
     var denominator: Int  // > 0, coprime with numerator
 
+    /// n/d in lowest terms; callers pass d ≠ 0 and neither equal to Int.min (see `make`).
     init(_ n: Int, _ d: Int) {
         let g = Rational.gcd(abs(n), abs(d))
         let sign = d < 0 ? -1 : 1
@@ -193,12 +194,18 @@ struct Rational: Equatable, Hashable {
         denominator = sign * d / max(g, 1)
     }
 
+    /// n/d, or nil where Int arithmetic would trap (Int.min) or d is 0.
+    static func make(_ n: Int, _ d: Int) -> Rational? {
+        guard d != 0, n != Int.min, d != Int.min else { return nil }
+        return Rational(n, d)
+    }
+
     /// The exact value of a decimal literal (digits, optional fraction, optional exponent); nil if too large.
     init?(decimal text: String) {
         var mantissa = text.lowercased()
         var exponent = 0
         if let e = mantissa.firstIndex(of: "e") {
-            guard let value = Int(mantissa[mantissa.index(after: e)...]) else { return nil }
+            guard let value = Int(mantissa[mantissa.index(after: e)...]), abs(value) < 1000 else { return nil }
             exponent = value
             mantissa = String(mantissa[..<e])
         }
@@ -222,9 +229,11 @@ struct Rational: Equatable, Hashable {
         if exponent >= 0 {
             let (v, o) = value.multipliedReportingOverflow(by: power)
             if o { return nil }
-            self.init(v, 1)
+            guard let r = Rational.make(v, 1) else { return nil }
+            self = r
         } else {
-            self.init(value, power)
+            guard let r = Rational.make(value, power) else { return nil }
+            self = r
         }
     }
 
@@ -245,7 +254,7 @@ struct Rational: Equatable, Hashable {
         let (bd, o3) = b.multipliedReportingOverflow(by: d)
         let (n, o4) = subtract ? ad.subtractingReportingOverflow(cb) : ad.addingReportingOverflow(cb)
         if o1 || o2 || o3 || o4 { return nil }
-        return Rational(n, bd)
+        return make(n, bd)
     }
 
     static func + (a: Rational, b: Rational) -> Rational? { combine(a.numerator, a.denominator, b.numerator, b.denominator, subtract: false) }
@@ -253,13 +262,13 @@ struct Rational: Equatable, Hashable {
     static func * (a: Rational, b: Rational) -> Rational? {
         let (n, o1) = a.numerator.multipliedReportingOverflow(by: b.numerator)
         let (d, o2) = a.denominator.multipliedReportingOverflow(by: b.denominator)
-        return o1 || o2 ? nil : Rational(n, d)
+        return o1 || o2 ? nil : make(n, d)
     }
     /// nil on overflow; callers check for a zero divisor first.
     static func / (a: Rational, b: Rational) -> Rational? {
         let (n, o1) = a.numerator.multipliedReportingOverflow(by: b.denominator)
         let (d, o2) = a.denominator.multipliedReportingOverflow(by: b.numerator)
-        return o1 || o2 ? nil : Rational(n, d)
+        return o1 || o2 ? nil : make(n, d)
     }
 
     /// The exact square root when numerator and denominator are perfect squares.
@@ -267,9 +276,10 @@ struct Rational: Equatable, Hashable {
         guard numerator >= 0 else { return nil }
         func root(_ v: Int) -> Int? {
             var r = Int(Double(v).squareRoot())
-            while r * r > v { r -= 1 }
-            while (r + 1) * (r + 1) <= v { r += 1 }
-            return r * r == v ? r : nil
+            func square(_ x: Int) -> Int { let (p, o) = x.multipliedReportingOverflow(by: x); return o ? Int.max : p }
+            while r > 0 && square(r) > v { r -= 1 }
+            while square(r + 1) <= v && square(r + 1) != Int.max { r += 1 }
+            return square(r) == v ? r : nil
         }
         guard let n = root(numerator), let d = root(denominator) else { return nil }
         return Rational(n, d)
@@ -329,7 +339,7 @@ indirect enum ExpressionNode {
             }
         case .negate(let a):
             switch a.exact(values) {
-            case .value(let r): return lift(Rational(-r.numerator, r.denominator))
+            case .value(let r): return lift(Rational.make(-r.numerator, r.denominator))
             case .float(let d): return .float(-d)
             case let other: return other
             }
@@ -407,6 +417,9 @@ indirect enum ExpressionNode {
 struct ExpressionParser {
     var tokens: [MathExpression.Token]
     var i = 0
+    /// Nesting depth, bounded so that a pathological answer cannot exhaust the stack.
+    var depth = 0
+    static let maximumDepth = 200
 
     mutating func parseAll() -> ExpressionNode? {
         guard let e = expression(), i == tokens.count else { return nil }
@@ -440,6 +453,9 @@ struct ExpressionParser {
     }
 
     mutating func factor() -> ExpressionNode? {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maximumDepth else { return nil }
         if peek("-") {
             i += 1
             return factor().map { .negate($0) }

@@ -36,7 +36,7 @@ public enum MathAnswer {
         guard needle.count <= haystack.count else { return nil }
         var i = haystack.count - needle.count
         while i >= 0 {
-            if Array(haystack[i..<i + needle.count]) == needle { return i }
+            if haystack[i] == needle[0] && needle.indices.allSatisfy({ haystack[i + $0] == needle[$0] }) { return i }
             i -= 1
         }
         return nil
