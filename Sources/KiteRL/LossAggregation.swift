@@ -44,9 +44,6 @@ public struct LossOptions: Sendable, Equatable {
         if useTIS && tisClipLow > tisClip {
             throw .invalidOption(name: "--tis-clip-low", message: "\(tisClipLow) exceeds --tis-clip \(tisClip)")
         }
-        switch advantageEstimator {
-        case .grpo, .gspo, .cispo, .reinforcePlusPlus, .reinforcePlusPlusBaseline, .rloo: break
-        }
     }
 }
 

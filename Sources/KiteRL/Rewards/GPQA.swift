@@ -84,19 +84,9 @@ func stripChainOfThought(_ text: String) -> String {
 
 /// `_normalize_text`: lower-case, runs of characters other than a-z and 0-9 become one space, stripped.
 func normalizeGPQAText(_ text: String) -> String {
-    var out = ""
-    var pendingSpace = false
-    for c in text.lowercased() {
-        if c.isASCII && (c.isLowercase || c.isNumber) {
-            if pendingSpace { out.append(" ") }
-            pendingSpace = false
-            out.append(c)
-        } else {
-            pendingSpace = true
-        }
-    }
-    if pendingSpace && !out.isEmpty { out.append(" ") }
-    return PythonString.strip(pendingSpace && out.isEmpty ? "" : out)
+    text.lowercased()
+        .split(whereSeparator: { !($0.isASCII && ($0.isLowercase || $0.isNumber)) })
+        .joined(separator: " ")
 }
 
 /// `_extract_letter_from_response`.

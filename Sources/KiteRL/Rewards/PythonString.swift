@@ -50,7 +50,7 @@ enum PythonString {
         var cleaned = ""
         var i = 0
         var digitsBefore = 0, digitsAfter = 0
-        func digits(_ count: inout Int) -> Bool {
+        func digits(_ count: inout Int) {
             // digits with single underscores strictly between digits
             while i < chars.count {
                 if isASCIIDigit(chars[i]) {
@@ -61,19 +61,18 @@ enum PythonString {
                     break
                 }
             }
-            return true
         }
-        _ = digits(&digitsBefore)
+        digits(&digitsBefore)
         if i < chars.count && chars[i] == "." {
             cleaned.append("."); i += 1
-            _ = digits(&digitsAfter)
+            digits(&digitsAfter)
         }
         guard digitsBefore + digitsAfter > 0 else { return nil }
         if i < chars.count && (chars[i] == "e" || chars[i] == "E") {
             cleaned.append("e"); i += 1
             if i < chars.count && (chars[i] == "+" || chars[i] == "-") { cleaned.append(chars[i]); i += 1 }
             var exponentDigits = 0
-            _ = digits(&exponentDigits)
+            digits(&exponentDigits)
             guard exponentDigits > 0 else { return nil }
         }
         guard i == chars.count else { return nil }
