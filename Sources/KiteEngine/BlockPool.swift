@@ -19,11 +19,16 @@ final class BlockPool {
 
     var freeCount: Int { freeBlocks.count }
     var usedCount: Int { blockCount - freeBlocks.count }
+    /// The most blocks in use at once since the last `resetPeak`.
+    private(set) var peakUsedCount = 0
+
+    func resetPeak() { peakUsedCount = usedCount }
 
     /// A fresh block with one reference, or nil when none is free.
     func allocate() -> Int32? {
         guard let block = freeBlocks.popLast() else { return nil }
         referenceCounts[Int(block)] = 1
+        peakUsedCount = max(peakUsedCount, usedCount)
         return block
     }
 

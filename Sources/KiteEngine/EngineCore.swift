@@ -422,7 +422,7 @@ final class EngineCore {
     var statistics: EngineStatistics {
         EngineStatistics(
             runningSequences: running.count, waitingSequences: waiting.count, totalBlocks: pool.blockCount, freeBlocks: pool.freeCount,
-            cachedBlocks: prefixCache?.cachedBlockCount ?? 0, blockSize: pool.blockSize, memoryReleased: memoryReleased,
+            cachedBlocks: prefixCache?.cachedBlockCount ?? 0, peakUsedBlocks: pool.peakUsedCount, blockSize: pool.blockSize, memoryReleased: memoryReleased,
             weightVersion: weightVersion, steps: counters.steps, generatedTokens: counters.generated,
             prefilledTokens: counters.prefilled, cachedPromptTokens: counters.cachedPrompt, preemptions: counters.preemptions)
     }

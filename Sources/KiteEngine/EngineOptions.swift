@@ -28,6 +28,8 @@ public struct EngineStatistics: Sendable, Equatable {
     public var freeBlocks: Int
     /// Blocks held by the prefix cache.
     public var cachedBlocks: Int
+    /// The most blocks in use at once since start (or the last `resetPeakMemory`).
+    public var peakUsedBlocks: Int
     public var blockSize: Int
     public var memoryReleased: Bool
     public var weightVersion: String

@@ -130,6 +130,11 @@ public final class InferenceEngine: @unchecked Sendable {
         }.get()
     }
 
+    /// Starts a new peak of cache blocks in use (see `EngineStatistics.peakUsedBlocks`).
+    public func resetPeakMemory() async {
+        await perform { core in core.pool.resetPeak() }
+    }
+
     public func statistics() async -> EngineStatistics {
         await perform { core in core.statistics }
     }

@@ -64,7 +64,8 @@ struct EngineTests {
     }
 
     /// The n samples of one prompt share its full blocks: the prompt is computed once and only the partial
-    /// last block is copied per sample.
+    /// last block is copied per sample. Two new tokens stay inside that last block, so the peak is exactly
+    /// 5 shared blocks + 8 private ones (without sharing: 8 x 6 = 48).
     @Test func samplesOfOnePromptShareItsBlocks() async throws {
         let model = try EngineFixtures.model("qwen3")
         var options = EngineOptions()
@@ -75,33 +76,23 @@ struct EngineTests {
         defer { engine.shutdown() }
         let prompt = EngineFixtures.prompt(length: 22, seed: 3, vocabulary: 72)  // 5 full blocks + 2 tokens
         var sampling = SamplingParameters()
-        sampling.maxNewTokens = 30
+        sampling.maxNewTokens = 2
         sampling.ignoreEOS = true
         sampling.n = 8
         sampling.seed = 5
-        let stream = try engine.submit(GenerationRequest(id: "group", promptTokens: prompt, sampling: sampling))
-        var firstTokens = 0
-        var observed: EngineStatistics?
-        var results: [GenerationResult] = []
-        for try await event in stream {
-            switch event {
-            case .tokens:
-                firstTokens += 1
-                // After every sample has its first token: 5 shared prompt blocks + one private block each.
-                if firstTokens == 8 { observed = await engine.statistics() }
-            case .finished(let result):
-                results.append(result)
-            }
-        }
-        let statistics = try #require(observed)
-        #expect(statistics.totalBlocks - statistics.freeBlocks == 5 + 8, "blocks in use: \(statistics.totalBlocks - statistics.freeBlocks)")
+        let results = try await engine.generate(GenerationRequest(id: "group", promptTokens: prompt, sampling: sampling))
+        let statistics = await engine.statistics()
+        #expect(statistics.peakUsedBlocks == 5 + 8, "peak blocks in use: \(statistics.peakUsedBlocks)")
         #expect(statistics.prefilledTokens == 22, "the prompt is computed once")
-        #expect(results.count == 8)
-        #expect(results.allSatisfy { $0.outputTokens.count == 30 })
-        #expect(Set(results.map(\.outputTokens)).count > 1, "different samples draw differently")
+        #expect(statistics.freeBlocks == statistics.totalBlocks)
+        #expect(results.count == 8 && results.allSatisfy { $0.outputTokens.count == 2 })
         #expect(results.filter { $0.sampleIndex > 0 }.allSatisfy { $0.cachedTokenCount == 22 })
-        let after = await engine.statistics()
-        #expect(after.freeBlocks == after.totalBlocks)
+
+        // Longer samples still agree with the trainer's view of their tokens, and draw differently.
+        sampling.maxNewTokens = 30
+        let long = try await engine.generate(GenerationRequest(id: "group2", promptTokens: prompt, sampling: sampling))
+        #expect(Set(long.map(\.outputTokens)).count > 1)
+        #expect(long.allSatisfy { $0.outputTokens.count == 30 })
     }
 
     /// A cache too small for all requests at once: sequences are preempted and recomputed, none fails, and
