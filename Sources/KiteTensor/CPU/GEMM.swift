@@ -9,7 +9,7 @@ import Synchronization
 public enum GEMM {
     static let microRows = 8
     static let microColumns = 32
-    static let depthBlock = 256
+    static let depthBlock = 1024
     static let rowBlock = 96
     static let columnBlock = 2048
 
