@@ -7,6 +7,7 @@ extension CUDABackend {
     /// Rows per chunk: about 1.25 GB of fp32 logits (2048 rows for a 150k vocabulary), so the products stay
     /// large; `KITE_HEAD_CHUNK_ROWS` overrides.
     func headChunkRows(vocabulary: Int, rows: Int) -> Int {
+        if let override = headChunkRowsOverride { return max(1, min(override, max(rows, 1))) }
         if let text = environment("KITE_HEAD_CHUNK_ROWS"), let value = Int(text), value > 0 { return min(value, max(rows, 1)) }
         let budget = 1_250_000_000 / max(vocabulary * 4, 1)
         let rounded = budget >= 64 ? budget / 64 * 64 : max(budget, 1)

@@ -40,6 +40,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let computeCopies = ComputeCopies()
     let layouts = LayoutCache()
     let useTF32: Bool
+    /// Rows of logits per chunk of the fused head; nil picks about 1.25 GB of fp32 logits.
+    public var headChunkRowsOverride: Int?
     /// One i32 on the device where kernels record the first bad index they meet.
     private let errorFlag: CUDevicePointer
 

@@ -29,6 +29,21 @@ public enum KernelModule: String, CaseIterable, Sendable {
     public var source: String { KernelPrelude.source + "\n" + body }
 }
 
+/// The kernel sources, compiled without a GPU (for CI and `kite cuda compile-kernels`).
+public enum KernelSources {
+    /// Compiles every module for `architecture`; returns each module's compiler log (with ptxas's
+    /// register and spill report) and binary size.
+    public static func compileAll(with compiler: NVRTC, architecture: String) throws(CUDAError) -> [(module: KernelModule, log: String, bytes: Int)] {
+        var results: [(KernelModule, String, Int)] = []
+        for module in KernelModule.allCases {
+            let output = try compiler.compile(source: module.source, name: "kite_\(module.rawValue).cu", architecture: architecture,
+                                              extraOptions: KernelCache.options + ["-Xptxas=-v"])
+            results.append((module, output.log, output.cubin.count))
+        }
+        return results
+    }
+}
+
 /// Compiles kernel modules with NVRTC the first time they are used and keeps the binaries on disk, keyed
 /// by a hash of the source, the options, the GPU architecture and the NVRTC version, so later runs load
 /// them without compiling.
@@ -113,17 +128,6 @@ final class KernelCache: @unchecked Sendable {
     /// Compiler options beyond the architecture: full-precision division and square root stay on (the
     /// defaults), so the CUDA kernels round like the CPU reference.
     static let options: [String] = ["-lineinfo"]
-
-    /// Compiles every module for `architecture` without a GPU (for CI); returns each module's log.
-    static func compileAll(with compiler: NVRTC, architecture: String) throws(CUDAError) -> [(module: KernelModule, log: String, bytes: Int)] {
-        var results: [(KernelModule, String, Int)] = []
-        for module in KernelModule.allCases {
-            let output = try compiler.compile(source: module.source, name: "kite_\(module.rawValue).cu", architecture: architecture,
-                                              extraOptions: options + ["-Xptxas=-v"])
-            results.append((module, output.log, output.cubin.count))
-        }
-        return results
-    }
 
     /// 128-bit FNV-1a (two 64-bit lanes with different offsets), hex.
     static func hash(_ text: String) -> String {
