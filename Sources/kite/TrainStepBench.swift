@@ -80,7 +80,8 @@ struct BenchTrainStep: AsyncParsableCommand {
 
         backend.profiler.start()
         try step()
-        let families = try backend.profiler.stop()
+        let report = try backend.profiler.stop()
+        let families = report.families
         let profiled = families.values.reduce(0, +)
 
         let tokenCount = Double(batch * sequence)
@@ -95,6 +96,10 @@ struct BenchTrainStep: AsyncParsableCommand {
         for family in OpFamily.allCases {
             let ms = families[family] ?? 0
             print("  \(family.rawValue.padding(10)) \(format(ms).padding(9)) ms  \(format(100 * ms / max(seconds * 1000, 1e-9)))% of the step")
+        }
+        print("by operation:")
+        for operation in report.operations {
+            print("  \(operation.name.padding(28)) \(operation.family.rawValue.padding(10)) \(format(operation.milliseconds).padding(9)) ms  \(operation.calls) calls")
         }
         if let json {
             var object: JSONObject = [

@@ -44,20 +44,24 @@ extension CUDABackend {
         try layouts.entry(for: layout) {
             var forward: [(work: Int, sequence: Int32, start: Int32)] = []
             var backward: [(work: Int, sequence: Int32, start: Int32)] = []
+            var wideBackward: [(work: Int, sequence: Int32, start: Int32)] = []
             for s in 0..<layout.queries.count {
                 let nq = layout.queries.range(s).count, nk = layout.keys.range(s).count
                 for q0 in stride(from: 0, to: nq, by: FlashAttentionKernels.forwardRows) {
                     let visible = layout.causal ? min(nk, nk - nq + q0 + FlashAttentionKernels.forwardRows) : nk
                     forward.append((visible, Int32(s), Int32(q0)))
                 }
-                for k0 in stride(from: 0, to: nk, by: FlashAttentionKernels.backwardKeys) {
-                    let first = layout.causal ? max(0, k0 - (nk - nq)) : 0
-                    backward.append((nq - first, Int32(s), Int32(k0)))
+                for (keys, index) in [(64, 0), (128, 1)] {
+                    for k0 in stride(from: 0, to: nk, by: keys) {
+                        let first = layout.causal ? max(0, k0 - (nk - nq)) : 0
+                        if index == 0 { backward.append((nq - first, Int32(s), Int32(k0))) } else { wideBackward.append((nq - first, Int32(s), Int32(k0))) }
+                    }
                 }
             }
             // Longest tiles first, so the tail of the grid is short ones.
             forward.sort { $0.work > $1.work }
             backward.sort { $0.work > $1.work }
+            wideBackward.sort { $0.work > $1.work }
             func table(_ items: [(work: Int, sequence: Int32, start: Int32)]) throws -> Tensor {
                 try upload(Tensor(int32: items.isEmpty ? [0, 0] : items.flatMap { [$0.sequence, $0.start] }))
             }
@@ -65,7 +69,8 @@ extension CUDABackend {
                 queryOffsets: try upload(Tensor(int32: layout.queries.cuSeqlens)),
                 keyOffsets: try upload(Tensor(int32: layout.keys.cuSeqlens)),
                 forwardTiles: try table(forward), forwardTileCount: forward.count,
-                backwardTiles: try table(backward), backwardTileCount: backward.count)
+                backwardTiles: try table(backward), backwardTileCount: backward.count,
+                wideBackwardTiles: try table(wideBackward), wideBackwardTileCount: wideBackward.count)
         }
     }
 
@@ -132,22 +137,53 @@ extension CUDABackend {
             }
 
             if usesFlashKernels(shape) {
-                let dQueryAccumulator = try zeros(query.shape, dtype: .f32)
-                var arguments = KernelArguments()
-                arguments.add(address(query)); arguments.add(address(key)); arguments.add(address(value)); arguments.add(address(dOutput))
-                arguments.add(address(logSumExp)); arguments.add(address(rowDot)); arguments.add(address(dQueryAccumulator))
-                arguments.add(address(dKey)); arguments.add(address(dValue))
-                arguments.add(address(entry.queryOffsets)); arguments.add(address(entry.keyOffsets)); arguments.add(address(entry.backwardTiles))
-                arguments.add(int: shape.queryHeads); arguments.add(int: shape.keyHeads)
-                arguments.add(scale); arguments.add(scale * 1.4426950408889634); arguments.add(Int32(layout.causal ? 1 : 0))
-                let shared = FlashAttentionKernels.backwardSharedBytes(headDim: shape.headDim)
-                if entry.backwardTileCount > 0 {
-                    try launch(.flash, "kite_flash_bwd_d\(shape.headDim)",
-                               LaunchShape(grid: entry.backwardTileCount * shape.keyHeads, block: FlashAttentionKernels.backwardThreads, sharedBytes: shared),
-                               arguments)
+                let variant = environment("KITE_FLASH_BWD") ?? "split"
+                if variant == "atomic" {
+                    let dQueryAccumulator = try zeros(query.shape, dtype: .f32)
+                    var arguments = KernelArguments()
+                    arguments.add(address(query)); arguments.add(address(key)); arguments.add(address(value)); arguments.add(address(dOutput))
+                    arguments.add(address(logSumExp)); arguments.add(address(rowDot)); arguments.add(address(dQueryAccumulator))
+                    arguments.add(address(dKey)); arguments.add(address(dValue))
+                    arguments.add(address(entry.queryOffsets)); arguments.add(address(entry.keyOffsets)); arguments.add(address(entry.backwardTiles))
+                    arguments.add(int: shape.queryHeads); arguments.add(int: shape.keyHeads)
+                    arguments.add(scale); arguments.add(scale * 1.4426950408889634); arguments.add(Int32(layout.causal ? 1 : 0))
+                    let shared = FlashAttentionKernels.backwardSharedBytes(headDim: shape.headDim)
+                    if entry.backwardTileCount > 0 {
+                        try launch(.flash, "kite_flash_bwd_d\(shape.headDim)",
+                                   LaunchShape(grid: entry.backwardTileCount * shape.keyHeads, block: FlashAttentionKernels.backwardThreads, sharedBytes: shared),
+                                   arguments)
+                    }
+                    // dQ was accumulated unscaled in fp32; scale and round it once.
+                    try launchCast(dQueryAccumulator, into: dQuery, scale: scale)
+                    return (dQuery, dKey, dValue)
                 }
-                // dQ was accumulated unscaled in fp32; scale and round it once.
-                try launchCast(dQueryAccumulator, into: dQuery, scale: scale)
+                let keys = variant == "split64" ? 64 : 128
+                var kv = KernelArguments()
+                kv.add(address(query)); kv.add(address(key)); kv.add(address(value)); kv.add(address(dOutput))
+                kv.add(address(logSumExp)); kv.add(address(rowDot)); kv.add(address(dKey)); kv.add(address(dValue))
+                kv.add(address(entry.queryOffsets)); kv.add(address(entry.keyOffsets))
+                kv.add(address(keys == 64 ? entry.backwardTiles : entry.wideBackwardTiles))
+                kv.add(int: shape.queryHeads); kv.add(int: shape.keyHeads)
+                kv.add(scale); kv.add(scale * 1.4426950408889634); kv.add(Int32(layout.causal ? 1 : 0))
+                let tiles = keys == 64 ? entry.backwardTileCount : entry.wideBackwardTileCount
+                if tiles > 0 {
+                    try launch(.flash, "kite_flash_bwd_dkv_d\(shape.headDim)_k\(keys)",
+                               LaunchShape(grid: tiles * shape.keyHeads, block: keys * 2,
+                                           sharedBytes: FlashAttentionKernels.keyValueGradientSharedBytes(headDim: shape.headDim, keys: keys)),
+                               kv)
+                }
+                var q = KernelArguments()
+                q.add(address(query)); q.add(address(key)); q.add(address(value)); q.add(address(dOutput))
+                q.add(address(logSumExp)); q.add(address(rowDot)); q.add(address(dQuery))
+                q.add(address(entry.queryOffsets)); q.add(address(entry.keyOffsets)); q.add(address(entry.forwardTiles))
+                q.add(int: shape.queryHeads); q.add(int: shape.keyHeads)
+                q.add(scale); q.add(scale * 1.4426950408889634); q.add(Int32(layout.causal ? 1 : 0))
+                if rows > 0 {
+                    try launch(.flash, "kite_flash_bwd_dq_d\(shape.headDim)",
+                               LaunchShape(grid: entry.forwardTileCount * shape.queryHeads, block: FlashAttentionKernels.forwardThreads,
+                                           sharedBytes: FlashAttentionKernels.queryGradientSharedBytes(headDim: shape.headDim)),
+                               q)
+                }
                 return (dQuery, dKey, dValue)
             }
 

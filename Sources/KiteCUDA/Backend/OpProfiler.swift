@@ -27,7 +27,13 @@ public final class OpProfiler: @unchecked Sendable {
         var depth = 0
         var pool: [CUDAEvent] = []
         var used = 0
-        var intervals: [(family: OpFamily, start: Int, end: Int)] = []
+        var intervals: [(family: OpFamily, name: String, start: Int, end: Int)] = []
+    }
+
+    /// GPU milliseconds per family, and per operation (name, family, milliseconds, calls), largest first.
+    public struct Report: Sendable {
+        public var families: [OpFamily: Double]
+        public var operations: [(name: String, family: OpFamily, milliseconds: Double, calls: Int)]
     }
     private let state = Mutex(State())
 
@@ -42,22 +48,28 @@ public final class OpProfiler: @unchecked Sendable {
         }
     }
 
-    /// Stops recording, waits for the stream, and returns milliseconds per family.
-    public func stop() throws -> [OpFamily: Double] {
-        let (pool, intervals) = state.withLock { state -> ([CUDAEvent], [(family: OpFamily, start: Int, end: Int)]) in
+    /// Stops recording, waits for the stream, and returns milliseconds per family and per operation.
+    public func stop() throws -> Report {
+        let (pool, intervals) = state.withLock { state -> ([CUDAEvent], [(family: OpFamily, name: String, start: Int, end: Int)]) in
             state.enabled = false
             return (state.pool, state.intervals)
         }
         try context.synchronize()
-        var totals: [OpFamily: Double] = [:]
+        var families: [OpFamily: Double] = [:]
+        var operations: [String: (family: OpFamily, milliseconds: Double, calls: Int)] = [:]
         for interval in intervals {
-            totals[interval.family, default: 0] += try pool[interval.end].milliseconds(since: pool[interval.start])
+            let milliseconds = try pool[interval.end].milliseconds(since: pool[interval.start])
+            families[interval.family, default: 0] += milliseconds
+            let previous = operations[interval.name] ?? (interval.family, 0, 0)
+            operations[interval.name] = (interval.family, previous.milliseconds + milliseconds, previous.calls + 1)
         }
-        return totals
+        let sorted = operations.map { (name: $0.key, family: $0.value.family, milliseconds: $0.value.milliseconds, calls: $0.value.calls) }
+            .sorted { $0.milliseconds > $1.milliseconds }
+        return Report(families: families, operations: sorted)
     }
 
     /// Runs `body`, timing it under `family` when recording and not nested in another timed call.
-    func measure<R>(_ family: OpFamily, _ body: () throws -> R) throws -> R {
+    func measure<R>(_ family: OpFamily, name: String = #function, _ body: () throws -> R) throws -> R {
         let (active, startIndex) = try state.withLock { state throws -> (Bool, Int?) in
             guard state.enabled else { return (false, nil) }
             state.depth += 1
@@ -73,7 +85,7 @@ public final class OpProfiler: @unchecked Sendable {
             try state.withLock { state in
                 let endIndex = try Self.nextEvent(&state, context: context)
                 try state.pool[endIndex].record(on: context.stream)
-                state.intervals.append((family, startIndex, endIndex))
+                state.intervals.append((family, String(name.prefix { $0 != "(" }), startIndex, endIndex))
             }
         }
         return result
