@@ -137,7 +137,7 @@ extension CUDABackend {
             }
 
             if usesFlashKernels(shape) {
-                let variant = environment("KITE_FLASH_BWD") ?? "split"
+                let variant = environment("KITE_FLASH_BWD") ?? "split64"
                 if variant == "atomic" {
                     let dQueryAccumulator = try zeros(query.shape, dtype: .f32)
                     var arguments = KernelArguments()
@@ -157,7 +157,7 @@ extension CUDABackend {
                     try launchCast(dQueryAccumulator, into: dQuery, scale: scale)
                     return (dQuery, dKey, dValue)
                 }
-                let keys = variant == "split64" ? 64 : 128
+                let keys = variant == "split128" ? 128 : 64
                 var kv = KernelArguments()
                 kv.add(address(query)); kv.add(address(key)); kv.add(address(value)); kv.add(address(dOutput))
                 kv.add(address(logSumExp)); kv.add(address(rowDot)); kv.add(address(dKey)); kv.add(address(dValue))
@@ -166,6 +166,9 @@ extension CUDABackend {
                 kv.add(int: shape.queryHeads); kv.add(int: shape.keyHeads)
                 kv.add(scale); kv.add(scale * 1.4426950408889634); kv.add(Int32(layout.causal ? 1 : 0))
                 let tiles = keys == 64 ? entry.backwardTileCount : entry.wideBackwardTileCount
+                // dK/dV and dQ are independent: the dQ kernel runs on the side stream, so each fills the other's tail.
+                let overlap = environment("KITE_FLASH_OVERLAP") != "0"
+                if overlap { try context.fork() }
                 if tiles > 0 {
                     try launch(.flash, "kite_flash_bwd_dkv_d\(shape.headDim)_k\(keys)",
                                LaunchShape(grid: tiles * shape.keyHeads, block: keys * 2,
@@ -182,8 +185,9 @@ extension CUDABackend {
                     try launch(.flash, "kite_flash_bwd_dq_d\(shape.headDim)",
                                LaunchShape(grid: entry.forwardTileCount * shape.queryHeads, block: FlashAttentionKernels.forwardThreads,
                                            sharedBytes: FlashAttentionKernels.queryGradientSharedBytes(headDim: shape.headDim)),
-                               q)
+                               q, side: overlap)
                 }
+                if overlap { try context.join() }
                 return (dQuery, dKey, dValue)
             }
 

@@ -200,7 +200,9 @@ extension CUDABackend {
             arguments.add(address(output)); arguments.add(try dtypeCode(output.dtype, "rope"))
             arguments.add(int64: tokens); arguments.add(int: heads); arguments.add(int: dim)
             arguments.add(Float(inverse ? -1 : 1))
-            try launch(.elementwise, "kite_rope", elementwiseShape(tokens * heads * dim / 2, vector: false), arguments)
+            let vector = (dim / 2) % 4 == 0 && [x, cos, sin, output].allSatisfy { address($0) % 16 == 0 }
+            arguments.add(Int32(vector ? 1 : 0))
+            try launch(.elementwise, "kite_rope", elementwiseShape(tokens * heads * dim / 2, vector: vector), arguments)
             return output
         }
     }

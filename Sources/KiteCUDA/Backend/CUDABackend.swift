@@ -251,12 +251,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         return LaunchShape(grid: max(1, min((work + block - 1) / block, context.multiprocessorCount * 16)), block: block)
     }
 
-    func launch(_ module: KernelModule, _ name: String, _ shape: LaunchShape, _ arguments: KernelArguments) throws {
+    func launch(_ module: KernelModule, _ name: String, _ shape: LaunchShape, _ arguments: KernelArguments, side: Bool = false) throws {
         let function = try kernels.function(module, name)
         if shape.sharedBytes > 48 * 1024 { try kernels.allowSharedMemory(function, name: name, bytes: shape.sharedBytes) }
         try context.makeCurrent()
         let driver = context.driver
-        let stream = context.stream.handle
+        let stream = side ? context.sideStream.handle : context.stream.handle
         try arguments.withParameterArray { (parameters) throws(CUDAError) in
             try driver.check(
                 driver.cuLaunchKernel(
@@ -266,7 +266,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
                 "cuLaunchKernel(\(name), grid \(shape.grid), block \(shape.block), shared \(shape.sharedBytes))")
         }
         if Self.synchronousLaunches {
-            do { try context.stream.synchronize() } catch { throw CUDAError.unsupported("\(name) failed on the device: \(error)") }
+            do { try (side ? context.sideStream : context.stream).synchronize() } catch { throw CUDAError.unsupported("\(name) failed on the device: \(error)") }
         }
     }
 

@@ -26,6 +26,7 @@ final class CUDADriver: @unchecked Sendable {
     let cuStreamCreate: @convention(c) (UnsafeMutablePointer<CUHandle?>, UInt32) -> Int32
     let cuStreamSynchronize: @convention(c) (CUHandle?) -> Int32
     let cuStreamDestroy: @convention(c) (CUHandle?) -> Int32
+    let cuStreamWaitEvent: @convention(c) (CUHandle?, CUHandle?, UInt32) -> Int32
     let cuEventCreate: @convention(c) (UnsafeMutablePointer<CUHandle?>, UInt32) -> Int32
     let cuEventRecord: @convention(c) (CUHandle?, CUHandle?) -> Int32
     let cuEventSynchronize: @convention(c) (CUHandle?) -> Int32
@@ -81,6 +82,7 @@ final class CUDADriver: @unchecked Sendable {
         cuStreamCreate = try library.symbol("cuStreamCreate")
         cuStreamSynchronize = try library.symbol("cuStreamSynchronize")
         cuStreamDestroy = try library.symbol("cuStreamDestroy_v2")
+        cuStreamWaitEvent = try library.symbol("cuStreamWaitEvent")
         cuEventCreate = try library.symbol("cuEventCreate")
         cuEventRecord = try library.symbol("cuEventRecord")
         cuEventSynchronize = try library.symbol("cuEventSynchronize")

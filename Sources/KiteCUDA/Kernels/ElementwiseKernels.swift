@@ -108,9 +108,26 @@ extern "C" __global__ void kite_swiglu_bwd(const void* dy, int dydt, const void*
 }
 
 /// x [T, H, D] rotated by cos/sin [T, D/2] (fp32), halves paired as rotate_half does; sign -1 is the inverse.
+/// With `vec` (D/2 a multiple of 4, aligned rows) each thread rotates four pairs with 4-wide accesses.
 extern "C" __global__ void kite_rope(const void* x, int xdt, const float* cosp, const float* sinp, void* out, int odt,
-                                     i64 T, int H, int D, float sign) {
-    int half = D / 2;
+                                     i64 T, int H, int D, float sign, int vec) {
+    const int half = D / 2;
+    if (vec) {
+        const int quads = half / 4;
+        GRID_STRIDE(idx, T * H * quads) {
+            const i64 th = idx / quads;
+            const int i = (int)(idx - th * quads) * 4;
+            const i64 t = th / H;
+            const float4 c = *(const float4*)(cosp + t * half + i);
+            float4 s = *(const float4*)(sinp + t * half + i);
+            s.x *= sign; s.y *= sign; s.z *= sign; s.w *= sign;
+            const i64 q1 = (th * D + i) / 4, q2 = (th * D + half + i) / 4;
+            const float4 a = load4_any(x, xdt, q1), b = load4_any(x, xdt, q2);
+            store4_any(out, odt, q1, make_float4(a.x * c.x - b.x * s.x, a.y * c.y - b.y * s.y, a.z * c.z - b.z * s.z, a.w * c.w - b.w * s.w));
+            store4_any(out, odt, q2, make_float4(b.x * c.x + a.x * s.x, b.y * c.y + a.y * s.y, b.z * c.z + a.z * s.z, b.w * c.w + a.w * s.w));
+        }
+        return;
+    }
     GRID_STRIDE(idx, T * H * half) {
         i64 th = idx / half;
         int i = (int)(idx - th * half);

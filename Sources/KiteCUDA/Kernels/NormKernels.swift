@@ -70,5 +70,64 @@ extern "C" __global__ void kite_rmsnorm_bwd(const void* dy, int dydt, const void
         }
     }
 }
+
+#define NORM_MAXQ 8
+/// Backward with the weight gradient fused in, for rows of at most 1024 elements that allow 4-wide accesses:
+/// each warp walks rows (warp w of W takes rows w, w + W, ...), keeps its row of dy and x in registers, writes
+/// dx, and adds dy * x * r into per-lane column sums; the block's warps then add their sums into
+/// partial[block, D]. A fixed grid keeps the order of every sum, so the result is deterministic.
+extern "C" __global__ void kite_rmsnorm_bwd_fused(const void* dy, int dydt, const void* x, int xdt, const float* w,
+                                                  const float* rinv, void* dx, int dxdt, i64 rows, int D, float* partial) {
+    __shared__ float red[8][1024];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int quads = D / 4;
+    float4 acc[NORM_MAXQ];
+#pragma unroll
+    for (int c = 0; c < NORM_MAXQ; ++c) acc[c] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const i64 totalWarps = (i64)gridDim.x * 8;
+    for (i64 row = (i64)blockIdx.x * 8 + warp; row < rows; row += totalWarps) {
+        const i64 q0 = row * D / 4;
+        float4 d[NORM_MAXQ], v[NORM_MAXQ];
+        float dot = 0.0f;
+#pragma unroll
+        for (int c = 0; c < NORM_MAXQ; ++c) {
+            const int q = lane + 32 * c;
+            if (q < quads) {
+                d[c] = load4_any(dy, dydt, q0 + q);
+                v[c] = load4_any(x, xdt, q0 + q);
+                const float4 g = ((const float4*)w)[q];
+                dot += d[c].x * g.x * v[c].x + d[c].y * g.y * v[c].y + d[c].z * g.z * v[c].z + d[c].w * g.w * v[c].w;
+            }
+        }
+        dot = warp_sum(dot);
+        const float r = rinv[row];
+        const float coef = r * r * r * dot / (float)D;
+#pragma unroll
+        for (int c = 0; c < NORM_MAXQ; ++c) {
+            const int q = lane + 32 * c;
+            if (q < quads) {
+                const float4 g = ((const float4*)w)[q];
+                store4_any(dx, dxdt, q0 + q, make_float4(r * d[c].x * g.x - coef * v[c].x, r * d[c].y * g.y - coef * v[c].y,
+                                                         r * d[c].z * g.z - coef * v[c].z, r * d[c].w * g.w - coef * v[c].w));
+                acc[c].x += d[c].x * v[c].x * r; acc[c].y += d[c].y * v[c].y * r;
+                acc[c].z += d[c].z * v[c].z * r; acc[c].w += d[c].w * v[c].w * r;
+            }
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < NORM_MAXQ; ++c) {
+        const int q = lane + 32 * c;
+        if (q < quads) {
+            red[warp][4 * q] = acc[c].x; red[warp][4 * q + 1] = acc[c].y;
+            red[warp][4 * q + 2] = acc[c].z; red[warp][4 * q + 3] = acc[c].w;
+        }
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < D; j += blockDim.x) {
+        float s = 0.0f;
+        for (int k = 0; k < 8; ++k) s += red[k][j];
+        partial[(i64)blockIdx.x * D + j] = s;
+    }
+}
 """#
 }

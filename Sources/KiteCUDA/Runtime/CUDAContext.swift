@@ -7,6 +7,10 @@ public final class CUDAContext: @unchecked Sendable {
     let context: CUHandle
     /// The stream every kernel, copy and allocation of the backend is issued on.
     public let stream: CUDAStream
+    /// A second stream for work that may overlap the main stream's between a `fork` and a `join`.
+    let sideStream: CUDAStream
+    private let forkEvent: CUDAEvent
+    private let joinEvent: CUDAEvent
     public let ordinal: Int
     public let name: String
     public let computeCapability: (major: Int, minor: Int)
@@ -54,6 +58,22 @@ public final class CUDAContext: @unchecked Sendable {
         self.context = context
         try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
         stream = try CUDAStream(driver: driver)
+        sideStream = try CUDAStream(driver: driver)
+        forkEvent = try CUDAEvent(driver: driver, timing: false)
+        joinEvent = try CUDAEvent(driver: driver, timing: false)
+    }
+
+    /// Lets `sideStream` start after everything issued so far on `stream`.
+    func fork() throws(CUDAError) {
+        try forkEvent.record(on: stream)
+        try driver.check(driver.cuStreamWaitEvent(sideStream.handle, forkEvent.handle, 0), "cuStreamWaitEvent(side stream)")
+    }
+
+    /// Makes later work on `stream` wait for everything issued so far on `sideStream`. Memory that side-stream
+    /// work uses is therefore never reused before that work is done: all reuse is ordered on `stream`.
+    func join() throws(CUDAError) {
+        try joinEvent.record(on: sideStream)
+        try driver.check(driver.cuStreamWaitEvent(stream.handle, joinEvent.handle, 0), "cuStreamWaitEvent(main stream)")
     }
 
     /// `sm_90` for compute capability 9.0.
@@ -103,10 +123,11 @@ public final class CUDAEvent: @unchecked Sendable {
     let driver: CUDADriver
     let handle: CUHandle?
 
-    init(driver: CUDADriver) throws(CUDAError) {
+    init(driver: CUDADriver, timing: Bool = true) throws(CUDAError) {
         self.driver = driver
         var handle: CUHandle?
-        try driver.check(driver.cuEventCreate(&handle, 0), "cuEventCreate")
+        // CU_EVENT_DISABLE_TIMING makes events used only for ordering cheaper to record and wait on.
+        try driver.check(driver.cuEventCreate(&handle, timing ? 0 : 2), "cuEventCreate")
         self.handle = handle
     }
 
