@@ -136,10 +136,16 @@ extension CUDABackend {
         arguments.add(int64: rows); arguments.add(int: columns); arguments.add(int64: max(rowsPerSplit, 1))
         arguments.add(address(partial))
         try launch(.elementwise, "kite_colsum_partial", LaunchShape(grid: (columnBlocks, splits, 1), block: (32, 8, 1)), arguments)
-        var finish = KernelArguments()
-        finish.add(address(partial)); finish.add(int: splits); finish.add(int: columns)
-        finish.add(address(target)); finish.add(try dtypeCode(target.dtype, "columnSums"))
-        try launch(.elementwise, "kite_colsum_finish", LaunchShape(grid: (columns + 255) / 256, block: 256), finish)
+        try reduceColumns(partial, splits: splits, into: target)
+    }
+
+    /// target[c] += sum over rows of partial [splits, columns], in a fixed order.
+    func reduceColumns(_ partial: Tensor, splits: Int, into target: Tensor) throws {
+        let columns = target.count
+        var arguments = KernelArguments()
+        arguments.add(address(partial)); arguments.add(int: splits); arguments.add(int: columns)
+        arguments.add(address(target)); arguments.add(try dtypeCode(target.dtype, "columnSums"))
+        try launch(.elementwise, "kite_colsum_reduce", LaunchShape(grid: ((columns + 31) / 32, 1, 1), block: (32, 8, 1)), arguments)
     }
 
     // MARK: Feed-forward

@@ -39,21 +39,19 @@ extension CUDABackend {
             let rows = inverseRMS.count
             let dInput = try allocate(input.shape, computeDType)
             guard rows > 0 else { return dInput }
-            if let weightGradient, width <= 1024, rowVectorizable(width, dOutput, input, weight, dInput) {
-                // One pass: dx and the weight gradient's per-block column sums, then one thread per column.
-                let blocks = max(1, min((rows + 7) / 8, context.multiprocessorCount * 2))
+            if let weightGradient, [128, 256, 512, 1024].contains(width), rowVectorizable(width, dOutput, input, weight, dInput) {
+                // One pass: dx and the weight gradient's per-block column sums, then a fixed-order reduction.
+                let rowsPerWarp = 1024 / width
+                let blocks = max(1, min((rows + 8 * rowsPerWarp - 1) / (8 * rowsPerWarp), context.multiprocessorCount * 2))
                 let partial = try allocate([blocks, width], .f32)
                 var fused = KernelArguments()
                 fused.add(address(dOutput)); fused.add(try dtypeCode(dOutput.dtype, "rmsNormBackward"))
                 fused.add(address(input)); fused.add(try dtypeCode(input.dtype, "rmsNormBackward"))
                 fused.add(address(weight)); fused.add(address(inverseRMS))
                 fused.add(address(dInput)); fused.add(try dtypeCode(dInput.dtype, "rmsNormBackward"))
-                fused.add(int64: rows); fused.add(int: width); fused.add(address(partial))
-                try launch(.norm, "kite_rmsnorm_bwd_fused", LaunchShape(grid: blocks, block: 256), fused)
-                var finish = KernelArguments()
-                finish.add(address(partial)); finish.add(int: blocks); finish.add(int: width)
-                finish.add(address(weightGradient)); finish.add(try dtypeCode(weightGradient.dtype, "rmsNormBackward"))
-                try launch(.elementwise, "kite_colsum_finish", LaunchShape(grid: (width + 255) / 256, block: 256), finish)
+                fused.add(int64: rows); fused.add(address(partial))
+                try launch(.norm, "kite_rmsnorm_bwd_fused_d\(width)", LaunchShape(grid: blocks, block: 256), fused)
+                try reduceColumns(partial, splits: blocks, into: weightGradient)
                 return dInput
             }
             var arguments = KernelArguments()

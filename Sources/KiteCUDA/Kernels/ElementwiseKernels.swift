@@ -210,13 +210,20 @@ extern "C" __global__ void kite_colsum_partial(const void* a, int adt, const voi
     }
 }
 
-/// target[c] += sum over splits of partial[split, c].
-extern "C" __global__ void kite_colsum_finish(const float* partial, int splits, int cols, void* target, int tdt) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols) return;
-    float s = 0.0f;
-    for (int k = 0; k < splits; ++k) s += partial[(i64)k * cols + c];
-    store_any(target, tdt, c, load_any(target, tdt, c) + s);
+/// target[c] += sum over splits of partial[split, c], for many splits: block (32, 8) sums 32 columns with 8
+/// split phases, then adds the phases in a fixed order.
+extern "C" __global__ void kite_colsum_reduce(const float* partial, int splits, int cols, void* target, int tdt) {
+    __shared__ float red[8][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    float acc = 0.0f;
+    if (c < cols) for (int k = threadIdx.y; k < splits; k += 8) acc += partial[(i64)k * cols + c];
+    red[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < cols) {
+        float s = 0.0f;
+        for (int k = 0; k < 8; ++k) s += red[k][threadIdx.x];
+        store_any(target, tdt, c, load_any(target, tdt, c) + s);
+    }
 }
 
 /// partial[block] = sum of x^2 over a fixed grid-stride share, in fp64.

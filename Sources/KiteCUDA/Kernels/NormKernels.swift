@@ -71,56 +71,71 @@ extern "C" __global__ void kite_rmsnorm_bwd(const void* dy, int dydt, const void
     }
 }
 
-#define NORM_MAXQ 8
-/// Backward with the weight gradient fused in, for rows of at most 1024 elements that allow 4-wide accesses:
-/// each warp walks rows (warp w of W takes rows w, w + W, ...), keeps its row of dy and x in registers, writes
-/// dx, and adds dy * x * r into per-lane column sums; the block's warps then add their sums into
-/// partial[block, D]. A fixed grid keeps the order of every sum, so the result is deterministic.
-extern "C" __global__ void kite_rmsnorm_bwd_fused(const void* dy, int dydt, const void* x, int xdt, const float* w,
-                                                  const float* rinv, void* dx, int dxdt, i64 rows, int D, float* partial) {
-    __shared__ float red[8][1024];
+/// Backward with the weight gradient fused in, for row widths D of 128, 256, 512 or 1024 with 4-wide accesses.
+/// Each lane holds eight 4-element pieces: one row of 1024, or eight rows of 128, so short rows (per-head q/k
+/// norms) still keep eight loads in flight per lane. Warp w of W takes row groups w, w + W, ...; it writes dx and
+/// adds dy * x * r into per-lane column sums, which the block's warps add into partial[block, D]. A fixed grid
+/// keeps the order of every sum, so the result is deterministic.
+template <int D>
+KD void rmsnorm_bwd_fused(const void* dy, int dydt, const void* x, int xdt, const float* w, const float* rinv,
+                          void* dx, int dxdt, i64 rows, float* partial) {
+    constexpr int QPL = D / 128;      // 4-element pieces per lane per row
+    constexpr int RPI = 8 / QPL;      // rows per warp iteration
+    __shared__ float red[8][D];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int quads = D / 4;
-    float4 acc[NORM_MAXQ];
+    for (int j = lane; j < D; j += 32) red[warp][j] = 0.0f;
+    float4 acc[8];
 #pragma unroll
-    for (int c = 0; c < NORM_MAXQ; ++c) acc[c] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    const i64 totalWarps = (i64)gridDim.x * 8;
-    for (i64 row = (i64)blockIdx.x * 8 + warp; row < rows; row += totalWarps) {
-        const i64 q0 = row * D / 4;
-        float4 d[NORM_MAXQ], v[NORM_MAXQ];
-        float dot = 0.0f;
+    for (int c = 0; c < 8; ++c) acc[c] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const i64 step = (i64)gridDim.x * 8 * RPI;
+    for (i64 base = ((i64)blockIdx.x * 8 + warp) * RPI; base < rows; base += step) {
+        float4 d[8], v[8];
+        float part[8];
 #pragma unroll
-        for (int c = 0; c < NORM_MAXQ; ++c) {
-            const int q = lane + 32 * c;
-            if (q < quads) {
-                d[c] = load4_any(dy, dydt, q0 + q);
-                v[c] = load4_any(x, xdt, q0 + q);
+        for (int c = 0; c < 8; ++c) {
+            const i64 row = base + c / QPL;
+            const int q = lane + 32 * (c % QPL);
+            part[c] = 0.0f;
+            d[c] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            v[c] = d[c];
+            if (row < rows) {
+                d[c] = load4_any(dy, dydt, row * (D / 4) + q);
+                v[c] = load4_any(x, xdt, row * (D / 4) + q);
                 const float4 g = ((const float4*)w)[q];
-                dot += d[c].x * g.x * v[c].x + d[c].y * g.y * v[c].y + d[c].z * g.z * v[c].z + d[c].w * g.w * v[c].w;
+                part[c] = d[c].x * g.x * v[c].x + d[c].y * g.y * v[c].y + d[c].z * g.z * v[c].z + d[c].w * g.w * v[c].w;
             }
         }
-        dot = warp_sum(dot);
-        const float r = rinv[row];
-        const float coef = r * r * r * dot / (float)D;
 #pragma unroll
-        for (int c = 0; c < NORM_MAXQ; ++c) {
-            const int q = lane + 32 * c;
-            if (q < quads) {
+        for (int r = 0; r < RPI; ++r) {
+            const i64 row = base + r;
+            float dot = 0.0f;
+#pragma unroll
+            for (int k = 0; k < QPL; ++k) dot += part[r * QPL + k];
+            dot = warp_sum(dot);
+            if (row >= rows) continue;
+            const float ri = rinv[row];
+            const float coef = ri * ri * ri * dot / (float)D;
+#pragma unroll
+            for (int k = 0; k < QPL; ++k) {
+                const int c = r * QPL + k;
+                const int q = lane + 32 * k;
                 const float4 g = ((const float4*)w)[q];
-                store4_any(dx, dxdt, q0 + q, make_float4(r * d[c].x * g.x - coef * v[c].x, r * d[c].y * g.y - coef * v[c].y,
-                                                         r * d[c].z * g.z - coef * v[c].z, r * d[c].w * g.w - coef * v[c].w));
-                acc[c].x += d[c].x * v[c].x * r; acc[c].y += d[c].y * v[c].y * r;
-                acc[c].z += d[c].z * v[c].z * r; acc[c].w += d[c].w * v[c].w * r;
+                store4_any(dx, dxdt, row * (D / 4) + q,
+                           make_float4(ri * d[c].x * g.x - coef * v[c].x, ri * d[c].y * g.y - coef * v[c].y,
+                                       ri * d[c].z * g.z - coef * v[c].z, ri * d[c].w * g.w - coef * v[c].w));
+                acc[c].x += d[c].x * v[c].x * ri; acc[c].y += d[c].y * v[c].y * ri;
+                acc[c].z += d[c].z * v[c].z * ri; acc[c].w += d[c].w * v[c].w * ri;
             }
         }
     }
+    // Fold the slots that share a column (rows of the same iteration), in a fixed order.
+    __syncwarp();
 #pragma unroll
-    for (int c = 0; c < NORM_MAXQ; ++c) {
-        const int q = lane + 32 * c;
-        if (q < quads) {
-            red[warp][4 * q] = acc[c].x; red[warp][4 * q + 1] = acc[c].y;
-            red[warp][4 * q + 2] = acc[c].z; red[warp][4 * q + 3] = acc[c].w;
-        }
+    for (int c = 0; c < 8; ++c) {
+        const int q = lane + 32 * (c % QPL);
+        red[warp][4 * q] += acc[c].x; red[warp][4 * q + 1] += acc[c].y;
+        red[warp][4 * q + 2] += acc[c].z; red[warp][4 * q + 3] += acc[c].w;
+        __syncwarp();
     }
     __syncthreads();
     for (int j = threadIdx.x; j < D; j += blockDim.x) {
@@ -129,5 +144,16 @@ extern "C" __global__ void kite_rmsnorm_bwd_fused(const void* dy, int dydt, cons
         partial[(i64)blockIdx.x * D + j] = s;
     }
 }
+
+#define RMSNORM_BWD_FUSED(D)                                                                                          \
+extern "C" __global__ void __launch_bounds__(256) kite_rmsnorm_bwd_fused_d##D(                                      \
+    const void* dy, int dydt, const void* x, int xdt, const float* w, const float* rinv, void* dx, int dxdt,          \
+    i64 rows, float* partial) {                                                                                      \
+    rmsnorm_bwd_fused<D>(dy, dydt, x, xdt, w, rinv, dx, dxdt, rows, partial);                                        \
+}
+RMSNORM_BWD_FUSED(128)
+RMSNORM_BWD_FUSED(256)
+RMSNORM_BWD_FUSED(512)
+RMSNORM_BWD_FUSED(1024)
 """#
 }
