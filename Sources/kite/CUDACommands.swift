@@ -45,8 +45,16 @@ struct CUDACompileKernels: AsyncParsableCommand {
         print("NVRTC \(compiler.version.major).\(compiler.version.minor) from \(compiler.path)")
         for result in try KernelSources.compileAll(with: compiler, architecture: arch) {
             print("\(result.module.rawValue): \(result.bytes) bytes of \(arch) code")
-            for line in result.log.split(separator: "\n") where line.contains("Compiling entry") || line.contains("Used") || line.contains("spill") {
-                print("  " + line.trimmingPrefix("ptxas info    : ").trimmingPrefix("ptxas         .     "))
+            // ptxas reports, per kernel: "Compiling entry function 'name'", then its stack/spill line and register line.
+            var name = "", spills = ""
+            for line in result.log.split(separator: "\n") {
+                if let start = line.firstIndex(of: "'"), line.contains("Compiling entry function") {
+                    name = String(line[line.index(after: start)...].prefix { $0 != "'" })
+                } else if line.contains("spill stores") {
+                    spills = line.split(separator: ",").dropFirst().map { $0.trimmingPrefix(" ") }.joined(separator: ",")
+                } else if line.contains("Used"), let used = line.firstRange(of: "Used") {
+                    print("  \(name): \(line[used.lowerBound...]), \(spills)")
+                }
             }
         }
     }

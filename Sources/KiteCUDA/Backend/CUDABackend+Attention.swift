@@ -44,24 +44,20 @@ extension CUDABackend {
         try layouts.entry(for: layout) {
             var forward: [(work: Int, sequence: Int32, start: Int32)] = []
             var backward: [(work: Int, sequence: Int32, start: Int32)] = []
-            var wideBackward: [(work: Int, sequence: Int32, start: Int32)] = []
             for s in 0..<layout.queries.count {
                 let nq = layout.queries.range(s).count, nk = layout.keys.range(s).count
                 for q0 in stride(from: 0, to: nq, by: FlashAttentionKernels.forwardRows) {
                     let visible = layout.causal ? min(nk, nk - nq + q0 + FlashAttentionKernels.forwardRows) : nk
                     forward.append((visible, Int32(s), Int32(q0)))
                 }
-                for (keys, index) in [(64, 0), (128, 1)] {
-                    for k0 in stride(from: 0, to: nk, by: keys) {
-                        let first = layout.causal ? max(0, k0 - (nk - nq)) : 0
-                        if index == 0 { backward.append((nq - first, Int32(s), Int32(k0))) } else { wideBackward.append((nq - first, Int32(s), Int32(k0))) }
-                    }
+                for k0 in stride(from: 0, to: nk, by: FlashAttentionKernels.backwardKeys) {
+                    let first = layout.causal ? max(0, k0 - (nk - nq)) : 0
+                    backward.append((nq - first, Int32(s), Int32(k0)))
                 }
             }
             // Longest tiles first, so the tail of the grid is short ones.
             forward.sort { $0.work > $1.work }
             backward.sort { $0.work > $1.work }
-            wideBackward.sort { $0.work > $1.work }
             func table(_ items: [(work: Int, sequence: Int32, start: Int32)]) throws -> Tensor {
                 try upload(Tensor(int32: items.isEmpty ? [0, 0] : items.flatMap { [$0.sequence, $0.start] }))
             }
@@ -69,8 +65,7 @@ extension CUDABackend {
                 queryOffsets: try upload(Tensor(int32: layout.queries.cuSeqlens)),
                 keyOffsets: try upload(Tensor(int32: layout.keys.cuSeqlens)),
                 forwardTiles: try table(forward), forwardTileCount: forward.count,
-                backwardTiles: try table(backward), backwardTileCount: backward.count,
-                wideBackwardTiles: try table(wideBackward), wideBackwardTileCount: wideBackward.count)
+                backwardTiles: try table(backward), backwardTileCount: backward.count)
         }
     }
 
@@ -137,35 +132,14 @@ extension CUDABackend {
             }
 
             if usesFlashKernels(shape) {
-                let variant = environment("KITE_FLASH_BWD") ?? "split64"
-                if variant == "atomic" {
-                    let dQueryAccumulator = try zeros(query.shape, dtype: .f32)
-                    var arguments = KernelArguments()
-                    arguments.add(address(query)); arguments.add(address(key)); arguments.add(address(value)); arguments.add(address(dOutput))
-                    arguments.add(address(logSumExp)); arguments.add(address(rowDot)); arguments.add(address(dQueryAccumulator))
-                    arguments.add(address(dKey)); arguments.add(address(dValue))
-                    arguments.add(address(entry.queryOffsets)); arguments.add(address(entry.keyOffsets)); arguments.add(address(entry.backwardTiles))
-                    arguments.add(int: shape.queryHeads); arguments.add(int: shape.keyHeads)
-                    arguments.add(scale); arguments.add(scale * 1.4426950408889634); arguments.add(Int32(layout.causal ? 1 : 0))
-                    let shared = FlashAttentionKernels.backwardSharedBytes(headDim: shape.headDim)
-                    if entry.backwardTileCount > 0 {
-                        try launch(.flash, "kite_flash_bwd_d\(shape.headDim)",
-                                   LaunchShape(grid: entry.backwardTileCount * shape.keyHeads, block: FlashAttentionKernels.backwardThreads, sharedBytes: shared),
-                                   arguments)
-                    }
-                    // dQ was accumulated unscaled in fp32; scale and round it once.
-                    try launchCast(dQueryAccumulator, into: dQuery, scale: scale)
-                    return (dQuery, dKey, dValue)
-                }
-                let keys = variant == "split128" ? 128 : 64
                 var kv = KernelArguments()
                 kv.add(address(query)); kv.add(address(key)); kv.add(address(value)); kv.add(address(dOutput))
                 kv.add(address(logSumExp)); kv.add(address(rowDot)); kv.add(address(dKey)); kv.add(address(dValue))
                 kv.add(address(entry.queryOffsets)); kv.add(address(entry.keyOffsets))
-                kv.add(address(keys == 64 ? entry.backwardTiles : entry.wideBackwardTiles))
+                kv.add(address(entry.backwardTiles))
                 kv.add(int: shape.queryHeads); kv.add(int: shape.keyHeads)
                 kv.add(scale); kv.add(scale * 1.4426950408889634); kv.add(Int32(layout.causal ? 1 : 0))
-                let tiles = keys == 64 ? entry.backwardTileCount : entry.wideBackwardTileCount
+                let (keys, tiles) = (FlashAttentionKernels.backwardKeys, entry.backwardTileCount)
                 // dK/dV and dQ are independent: the dQ kernel runs on the side stream, so each fills the other's tail.
                 let overlap = environment("KITE_FLASH_OVERLAP") != "0"
                 if overlap { try context.fork() }

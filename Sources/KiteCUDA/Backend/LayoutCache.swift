@@ -16,12 +16,9 @@ final class LayoutCache: @unchecked Sendable {
         /// (sequence, first query row) per forward tile, most work first.
         let forwardTiles: Tensor
         let forwardTileCount: Int
-        /// (sequence, first key row) per 64-key backward tile, most work first.
+        /// (sequence, first key row) per dK/dV tile, most work first.
         let backwardTiles: Tensor
         let backwardTileCount: Int
-        /// The same for 128-key tiles.
-        let wideBackwardTiles: Tensor
-        let wideBackwardTileCount: Int
     }
 
     private let state = Mutex<[Key: Entry]>([:])

@@ -169,14 +169,6 @@ extern "C" __global__ void kite_embedding_bwd(const int* ids, const void* dy, in
     }
 }
 
-/// Valid positions of ids: err gets the smallest position whose id is outside [lo, hi).
-extern "C" __global__ void kite_check_ids(const int* ids, i64 n, int lo, int hi, int* err) {
-    GRID_STRIDE(i, n) {
-        int id = ids[i];
-        if (id < lo || id >= hi) atomicMin(err, (int)i);
-    }
-}
-
 extern "C" __global__ void kite_add_bias(void* x, int xdt, const void* bias, int bdt, i64 rows, int cols) {
     GRID_STRIDE(idx, rows * cols) {
         int c = (int)(idx % cols);
