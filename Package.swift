@@ -28,12 +28,13 @@ let package = Package(
         .target(name: "KiteGGUF", swiftSettings: kernelSettings),
         .target(name: "KiteTokenizers", dependencies: ["KiteGGUF", "KiteJSON"], swiftSettings: kernelSettings),
         .target(name: "KiteModels", dependencies: ["KiteTensor", "KiteGGUF", "KiteJSON"], swiftSettings: cpuSettings),
-        .target(name: "KiteTrain", dependencies: ["KiteTensor", "KiteModels"], swiftSettings: cpuSettings),
-        .target(name: "KiteRL", dependencies: ["KiteJSON"], swiftSettings: cpuSettings),
+        .target(name: "KiteTrain", dependencies: ["KiteTensor", "KiteModels", "KiteJSON"], swiftSettings: cpuSettings),
+        .target(name: "KiteEngine", dependencies: ["KiteModels", "KiteTensor", "KiteTokenizers", "KiteJSON"], swiftSettings: cpuSettings),
+        .target(name: "KiteRL", dependencies: ["KiteJSON", "KiteTensor", "KiteModels", "KiteEngine", "KiteTrain", "KiteTokenizers"], swiftSettings: cpuSettings),
         .executableTarget(
             name: "kite",
             dependencies: [
-                "KiteJSON", "KiteTensor", "KiteCUDA", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteTrain", "KiteRL",
+                "KiteJSON", "KiteTensor", "KiteCUDA", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteEngine", "KiteTrain", "KiteRL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuSettings
@@ -41,10 +42,12 @@ let package = Package(
         .testTarget(name: "KiteJSONTests", dependencies: ["KiteJSON"]),
         .testTarget(name: "KiteTensorTests", dependencies: ["KiteTensor"]),
         .testTarget(name: "KiteCUDATests", dependencies: ["KiteCUDA", "KiteTensor", "KiteModels"]),
+        .testTarget(name: "KiteGGUFTests", dependencies: ["KiteGGUF"]),
         .testTarget(name: "KiteTokenizersTests", dependencies: ["KiteTokenizers", "KiteGGUF", "KiteJSON"]),
         .testTarget(name: "KiteModelsTests", dependencies: ["KiteModels", "KiteTensor", "KiteTrain", "KiteJSON"]),
         .testTarget(name: "KiteTrainTests", dependencies: ["KiteTrain", "KiteModels", "KiteTensor", "KiteJSON"]),
-        .testTarget(name: "KiteRLTests", dependencies: ["KiteRL", "KiteJSON"]),
+        .testTarget(name: "KiteEngineTests", dependencies: ["KiteEngine", "KiteModels", "KiteTensor", "KiteJSON"]),
+        .testTarget(name: "KiteRLTests", dependencies: ["KiteRL", "KiteJSON", "KiteEngine", "KiteModels", "KiteTensor", "KiteTrain"]),
         .testTarget(name: "KiteCLITests", dependencies: ["kite", "KiteJSON"]),
     ]
 )

@@ -74,6 +74,24 @@ public protocol Backend: AnyObject, Sendable {
         layout: AttentionLayout, scale: Float
     ) throws -> (dQuery: Tensor, dKey: Tensor, dValue: Tensor)
 
+    // MARK: Paged key/value cache
+
+    /// Writes each row of `key` `[T, kvHeads, D]` and `value` `[T, kvHeads, Dv]` into slot `slots[t]` of the
+    /// caches `[slotCount, kvHeads, D]` / `[slotCount, kvHeads, Dv]` (slot = block * blockSize + offset).
+    func storeKeyValues(key: Tensor, value: Tensor, keyCache: Tensor, valueCache: Tensor, slots: [Int32]) throws
+    /// Attention of packed queries over keys and values held in cache blocks. Sequence `s` has the query rows
+    /// of `queries.range(s)` and a context of `contextLengths[s]` tokens (its new tokens included, already
+    /// stored), whose slots are `blockTables[s][i / blockSize] * blockSize + i % blockSize`. Causal, aligned
+    /// at the end of the context, like `attention`.
+    func pagedAttention(
+        query: Tensor, keyCache: Tensor, valueCache: Tensor, blockTables: [[Int32]], blockSize: Int,
+        contextLengths: [Int], queries: PackedSequences, scale: Float
+    ) throws -> Tensor
+    /// Copies whole cache rows: row `destinations[i]` becomes row `sources[i]` (copy-on-write of blocks).
+    func copyRows(_ tensor: Tensor, from sources: [Int32], to destinations: [Int32]) throws
+    /// Rows `rows` of `x` `[N, ...]`, stacked.
+    func gatherRows(_ x: Tensor, rows: [Int32]) throws -> Tensor
+
     // MARK: Feed-forward
 
     /// `silu(gate) * up`.

@@ -12,7 +12,7 @@ struct Logprobs: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "A Hugging Face model directory (config.json + safetensors).")
+    @Option(help: "A Hugging Face model directory (config.json + safetensors) or a .gguf file.")
     var model: String
 
     @Option(name: .customLong("input-ids"), help: "Comma-separated token ids, at least two.")
@@ -27,7 +27,7 @@ struct Logprobs: AsyncParsableCommand {
         let ids = try parseIDs(inputIDs)
         guard temperature > 0, temperature.isFinite else { throw ValidationError("--temperature must be a positive number, got \(temperature)") }
         let backend = try deviceOptions.makeBackend()
-        let transformer = try DenseTransformer.load(directory: model, backend: backend)
+        let transformer = try DenseTransformer.load(path: model, backend: backend)
         let result = try computeLogprobs(transformer, ids: ids, temperature: temperature)
         print(result.serialized(.compact))
     }

@@ -3,9 +3,9 @@ import KiteTensor
 /// Attention over packed sequences.
 ///
 /// bf16 mode with head size 64 or 128 runs the tensor-core kernels (`FlashAttentionKernels`); everything
-/// else the CUDA-core kernels (`AttentionKernels`). Decode over a paged KV cache is not here: it belongs to
-/// the engine's `pagedAttention` operation, which will add its own kernel module (block tables, one query
-/// row per sequence, split-K over pages) next to these.
+/// else the CUDA-core kernels (`AttentionKernels`). `pagedAttention` (CUDABackend+PagedCache.swift) gathers
+/// cached keys and values and calls these; a decode kernel that reads cache blocks in place (block tables,
+/// one query row per sequence, split-K over pages) is the engine issue's work and goes next to them.
 extension CUDABackend {
     struct AttentionShape {
         var queryHeads: Int

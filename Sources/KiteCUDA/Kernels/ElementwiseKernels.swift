@@ -169,6 +169,21 @@ extern "C" __global__ void kite_embedding_bwd(const int* ids, const void* dy, in
     }
 }
 
+/// Row dst[dstRows[i]] = row src[srcRows[i]] for i < n (a null index list means row i), rows of rowBytes
+/// bytes moved in `word`-byte pieces (16, 4 or 1, as the host found the rows aligned).
+extern "C" __global__ void kite_move_rows(const unsigned char* src, unsigned char* dst, const int* srcRows, const int* dstRows,
+                                          i64 n, i64 rowBytes, int word) {
+    const i64 perRow = rowBytes / word;
+    GRID_STRIDE(idx, n * perRow) {
+        const i64 i = idx / perRow, w = idx - i * perRow;
+        const i64 from = (srcRows ? (i64)srcRows[i] : i) * rowBytes + w * word;
+        const i64 to = (dstRows ? (i64)dstRows[i] : i) * rowBytes + w * word;
+        if (word == 16) *(uint4*)(dst + to) = *(const uint4*)(src + from);
+        else if (word == 4) *(unsigned*)(dst + to) = *(const unsigned*)(src + from);
+        else dst[to] = src[from];
+    }
+}
+
 extern "C" __global__ void kite_add_bias(void* x, int xdt, const void* bias, int bdt, i64 rows, int cols) {
     GRID_STRIDE(idx, rows * cols) {
         int c = (int)(idx % cols);

@@ -44,7 +44,7 @@ extension CPUBackend {
                            a: ph + start * width, lda: width, b: pw, ldb: width, beta: 0, c: pz, ldc: vocabulary, threads: threads)
                 Parallel.forRanges(count: count, threads: threads) { range in
                     for r in range {
-                        let stats = Self.softmaxStatistics(pz + r * vocabulary, count: vocabulary, temperature: temperature)
+                        let stats = SoftmaxStatistics.compute(pz + r * vocabulary, count: vocabulary, temperature: temperature)
                         let target = Int(pt[start + r])
                         plp[start + r] = target >= 0 ? pz[r * vocabulary + target] / temperature - stats.logSumExp : 0
                         pe[start + r] = stats.entropy
@@ -82,7 +82,7 @@ extension CPUBackend {
                 Parallel.forRanges(count: count, threads: threads) { range in
                     for r in range {
                         let row = pz + r * vocabulary
-                        let stats = Self.softmaxStatistics(row, count: vocabulary, temperature: temperature)
+                        let stats = SoftmaxStatistics.compute(row, count: vocabulary, temperature: temperature)
                         let target = Int(pt[start + r])
                         // A row without a target has no log-prob term.
                         let dl = target >= 0 ? pdl[start + r] : 0, de = pde[start + r]
@@ -104,22 +104,5 @@ extension CPUBackend {
             }
         }
         return dHidden
-    }
-
-    /// Log-sum-exp and entropy of `softmax(row / temperature)`, in one pass after the maximum.
-    @inline(__always)
-    static func softmaxStatistics(_ row: UnsafeMutablePointer<Float>, count: Int, temperature: Float) -> (logSumExp: Float, entropy: Float) {
-        var maximum = -Float.infinity
-        for j in 0..<count { maximum = max(maximum, row[j] / temperature) }
-        // sum e^(z - m) and sum e^(z - m) (z - m); then H = log S - (sum e (z - m)) / S.
-        var sum: Float = 0, weighted: Float = 0
-        for j in 0..<count {
-            let shifted = row[j] / temperature - maximum
-            let e = expf(shifted)
-            sum += e
-            weighted += e * shifted
-        }
-        let logSum = logf(sum)
-        return (maximum + logSum, logSum - weighted / sum)
     }
 }
