@@ -32,7 +32,7 @@ public struct OperationParity {
         let checks: [(String, () throws -> [ParityResult])] = [
             ("matmul", matmulChecks), ("elementwise", elementwiseChecks), ("rmsNorm", normChecks), ("rope", ropeChecks),
             ("swiglu", swigluChecks), ("embedding", embeddingChecks), ("logprobsAndEntropy", headChecks),
-            ("attention", attentionChecks), ("casts", castChecks), ("blockQuantize", quantizeChecks), ("adamw", adamChecks),
+            ("attention", attentionChecks), ("paged cache", pagedCacheChecks), ("casts", castChecks), ("blockQuantize", quantizeChecks), ("adamw", adamChecks),
         ]
         for (name, check) in checks {
             do { results += try check() } catch { results.append(.failed(name, precision: precision, error)) }
@@ -275,6 +275,44 @@ public struct OperationParity {
             results.append(try compare("\(name) backward dk", cudaDk, cpuDk, tolerance: reductionTolerance))
             results.append(try compare("\(name) backward dv", cudaDv, cpuDv, tolerance: reductionTolerance))
         }
+        return results
+    }
+
+    /// The engine's paged cache: prefill two sequences into scattered blocks, decode one token each, copy a
+    /// block (copy-on-write), gather rows; every cache and output against the CPU's.
+    func pagedCacheChecks() throws -> [ParityResult] {
+        let (slotCount, kvHeads, heads, dim, blockSize) = (96, 2, 4, 128, 16)
+        let scale = 1 / Float(dim).squareRoot()
+        let cpuKeys = Tensor(zeros: [slotCount, kvHeads, dim]), cpuValues = Tensor(zeros: [slotCount, kvHeads, dim])
+        let cudaKeys = try cuda.zeros([slotCount, kvHeads, dim], dtype: .f32), cudaValues = try cuda.zeros([slotCount, kvHeads, dim], dtype: .f32)
+        let tables: [[Int32]] = [[3, 1], [2]]
+        func slots(_ sequence: Int, _ range: Range<Int>) -> [Int32] {
+            range.map { Int32(Int(tables[sequence][$0 / blockSize]) * blockSize + $0 % blockSize) }
+        }
+        var results: [ParityResult] = []
+        for (step, (newTokens, contexts)) in [([20, 7], [20, 7]), ([1, 1], [21, 8])].enumerated() {
+            let seed = 500 + UInt64(step) * 10
+            let rows = newTokens.reduce(0, +)
+            let key = random([rows, kvHeads, dim], seed: seed), value = random([rows, kvHeads, dim], seed: seed + 1)
+            let query = random([rows, heads, dim], seed: seed + 2)
+            let slotList = slots(0, (contexts[0] - newTokens[0])..<contexts[0]) + slots(1, (contexts[1] - newTokens[1])..<contexts[1])
+            try cpu.storeKeyValues(key: key, value: value, keyCache: cpuKeys, valueCache: cpuValues, slots: slotList)
+            try cuda.storeKeyValues(key: try device(key), value: try device(value), keyCache: cudaKeys, valueCache: cudaValues, slots: slotList)
+            let queries = PackedSequences(lengths: newTokens)
+            let reference = try cpu.pagedAttention(query: query, keyCache: cpuKeys, valueCache: cpuValues, blockTables: tables, blockSize: blockSize,
+                                                   contextLengths: contexts, queries: queries, scale: scale)
+            let result = try cuda.pagedAttention(query: try device(query), keyCache: cudaKeys, valueCache: cudaValues, blockTables: tables,
+                                                 blockSize: blockSize, contextLengths: contexts, queries: queries, scale: scale)
+            let label = step == 0 ? "prefill 20+7" : "decode 1+1"
+            results.append(try compare("storeKeyValues \(label) key cache", cudaKeys, cpuKeys, tolerance: 0))
+            results.append(try compare("pagedAttention \(label)", result, reference, tolerance: reductionTolerance))
+        }
+        let sources: [Int32] = Array(48..<64), destinations: [Int32] = Array(80..<96)
+        try cpu.copyRows(cpuValues, from: sources, to: destinations)
+        try cuda.copyRows(cudaValues, from: sources, to: destinations)
+        results.append(try compare("copyRows (copy-on-write block)", cudaValues, cpuValues, tolerance: 0))
+        let picked: [Int32] = [5, 0, 95, 5, 33]
+        results.append(try compare("gatherRows", try cuda.gatherRows(cudaValues, rows: picked), try cpu.gatherRows(cpuValues, rows: picked), tolerance: 0))
         return results
     }
 
