@@ -24,6 +24,7 @@ let package = Package(
     targets: [
         .target(name: "KiteJSON", swiftSettings: kernelSettings),
         .target(name: "KiteTensor", swiftSettings: kernelSettings),
+        .target(name: "KiteCUDA", dependencies: ["KiteTensor"], swiftSettings: cpuSettings),
         .target(name: "KiteGGUF", swiftSettings: kernelSettings),
         .target(name: "KiteTokenizers", dependencies: ["KiteGGUF", "KiteJSON"], swiftSettings: kernelSettings),
         .target(name: "KiteModels", dependencies: ["KiteTensor", "KiteGGUF", "KiteJSON"], swiftSettings: cpuSettings),
@@ -33,13 +34,14 @@ let package = Package(
         .executableTarget(
             name: "kite",
             dependencies: [
-                "KiteJSON", "KiteTensor", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteEngine", "KiteTrain", "KiteRL",
+                "KiteJSON", "KiteTensor", "KiteCUDA", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteEngine", "KiteTrain", "KiteRL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuSettings
         ),
         .testTarget(name: "KiteJSONTests", dependencies: ["KiteJSON"]),
         .testTarget(name: "KiteTensorTests", dependencies: ["KiteTensor"]),
+        .testTarget(name: "KiteCUDATests", dependencies: ["KiteCUDA", "KiteTensor", "KiteModels"]),
         .testTarget(name: "KiteGGUFTests", dependencies: ["KiteGGUF"]),
         .testTarget(name: "KiteTokenizersTests", dependencies: ["KiteTokenizers", "KiteGGUF", "KiteJSON"]),
         .testTarget(name: "KiteModelsTests", dependencies: ["KiteModels", "KiteTensor", "KiteTrain", "KiteJSON"]),
