@@ -1,0 +1,42 @@
+/// Tokenizer throughput on a corpus, single-threaded, for `kite bench tokenizer`. Compare with
+/// `scripts/reference/tokenizer_throughput.py`, which measures HF `tokenizers` on the same corpus.
+public enum TokenizerBenchmark {
+    public struct Result: Sendable {
+        /// UTF-8 bytes in one pass over the corpus.
+        public let bytesPerPass: Int
+        /// Tokens produced by one pass.
+        public let tokensPerPass: Int
+        /// Timed passes (after one warm-up pass).
+        public let passes: Int
+        /// Median seconds per pass.
+        public let medianSeconds: Double
+
+        public var megabytesPerSecond: Double { Double(bytesPerPass) / medianSeconds / 1e6 }
+        public var tokensPerSecond: Double { Double(tokensPerPass) / medianSeconds }
+    }
+
+    /// Encodes every string of `corpus` (`addSpecialTokens: false`) pass after pass for at least
+    /// `minimumSeconds` and at least three passes; reports the median pass.
+    public static func run(tokenizer: Tokenizer, corpus: [String], minimumSeconds: Double = 2) -> Result {
+        let bytes = corpus.reduce(0) { $0 + $1.utf8.count }
+        var tokens = 0
+        for text in corpus { tokens += tokenizer.encode(text, addSpecialTokens: false).count }
+        let clock = ContinuousClock()
+        var times: [Double] = []
+        let start = clock.now
+        while times.count < 3 || seconds(clock.now - start) < minimumSeconds {
+            let passStart = clock.now
+            var sink = 0
+            for text in corpus { sink &+= tokenizer.encode(text, addSpecialTokens: false).count }
+            times.append(seconds(clock.now - passStart))
+            if sink != tokens { tokens = sink }
+        }
+        times.sort()
+        return Result(bytesPerPass: bytes, tokensPerPass: tokens, passes: times.count, medianSeconds: times[times.count / 2])
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        let (whole, fraction) = duration.components
+        return Double(whole) + Double(fraction) * 1e-18
+    }
+}
