@@ -127,9 +127,9 @@ struct AddedTokenMatcher: Sendable {
         if previousEnd < upper { segments.append(Segment(start: previousEnd, end: upper, token: -1)) }
     }
 
-    /// Rust `regex`'s Unicode `\w`, which HF uses for `single_word`.
+    /// Rust `regex`'s Unicode `\w` (word characters and Join_Control), which HF uses for `single_word`.
     private func isRustWord(_ scalar: UInt32) -> Bool {
-        UnicodeClass.contains(scalar, [.alphabeticOrJoinControl, .mark, .decimalNumber, .connectorPunctuation])
+        scalar == 0x200C || scalar == 0x200D || UnicodeClass.contains(scalar, .word)
     }
 
     private func lastScalar(_ text: UnsafeBufferPointer<UInt8>, before position: Int, lower: Int) -> UInt32 {

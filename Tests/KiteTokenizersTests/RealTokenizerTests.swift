@@ -49,3 +49,75 @@ import Testing
         #expect(mismatches == 0)
     }
 }
+
+/// Special and user-defined tokens inside text, against the GGUF's ids (control and user-defined tokens
+/// atomic, as llama.cpp reads them).
+@Suite struct SpecialTokenTests {
+    struct Case {
+        let strings: [String]
+        let ids: [[Int]]
+        let idsWithSpecialTokens: [[Int]]
+        let decoded: [String]
+        let decodedSkippingSpecial: [String]
+        let atomicTokens: [String: Int]
+        let bos: Int
+        let eos: Int
+        let addBOS: Bool
+    }
+
+    static func load(_ name: String) throws -> Case {
+        let json = try #require(try loadJSON(Paths.fixture("special.json"))[name])
+        var atomic: [String: Int] = [:]
+        for (content, id) in json["atomic_tokens"]?.objectValue ?? JSONObject() { atomic[content] = id.intValue }
+        return Case(
+            strings: json["strings"]?.strings ?? [], ids: (json["ids"]?.arrayValue ?? []).map(\.ints),
+            idsWithSpecialTokens: (json["ids_with_special_tokens"]?.arrayValue ?? []).map(\.ints),
+            decoded: json["decoded"]?.strings ?? [], decodedSkippingSpecial: json["decoded_skipping_special"]?.strings ?? [],
+            atomicTokens: atomic, bos: json["bos_token_id"]?.intValue ?? -1, eos: json["eos_token_id"]?.intValue ?? -1,
+            addBOS: json["add_bos_token"]?.boolValue ?? false)
+    }
+
+    @Test(arguments: RealTokenizerTests.names)
+    func specialTokensInsideTextUseTheGGUFIDs(name: String) throws {
+        guard Assets.check("tokenizers/\(name)-gguf/metadata.json", howToGet: Assets.referenceHint) else { return }
+        let reference = try SpecialTokenTests.load(name)
+        let tokenizer = try Tokenizer(ggufMetadata: try ggufMetadataFromDump(name))
+        #expect(reference.strings.count > 200)
+        #expect(tokenizer.bosTokenID == reference.bos)
+        #expect(tokenizer.eosTokenID == reference.eos)
+        #expect(tokenizer.addBOS == reference.addBOS)
+        for (content, id) in reference.atomicTokens {
+            #expect(tokenizer.tokenID(of: content) == id)
+            #expect(tokenizer.token(for: id) == content)
+        }
+        for (index, text) in reference.strings.enumerated() {
+            let ids = tokenizer.encode(text, addSpecialTokens: false)
+            #expect(ids == reference.ids[index], "\(name) #\(index) \(show(text))")
+            #expect(tokenizer.encode(text, addSpecialTokens: true) == reference.idsWithSpecialTokens[index])
+            #expect(sameBytes(try tokenizer.decode(ids), reference.decoded[index]))
+            #expect(sameBytes(try tokenizer.decode(ids, skipSpecialTokens: true), reference.decodedSkippingSpecial[index]))
+        }
+    }
+
+    @Test(arguments: RealTokenizerTests.names)
+    func streamingDetokenizerEmitsWhatDecodeGives(name: String) throws {
+        guard Assets.check("tokenizers/\(name)-gguf/metadata.json", howToGet: Assets.referenceHint) else { return }
+        let tokenizer = try Tokenizer(ggufMetadata: try ggufMetadataFromDump(name))
+        let corpus = try CorpusFixture.shared()
+        for text in corpus.strings {
+            let ids = tokenizer.encode(text, addSpecialTokens: true)
+            for skip in [false, true] {
+                var stream = tokenizer.makeStreamingDetokenizer(skipSpecialTokens: skip)
+                var pieces: [String] = []
+                for id in ids { pieces.append(try stream.append(id)) }
+                pieces.append(stream.finish())
+                let joined = pieces.joined()
+                #expect(sameBytes(joined, try tokenizer.decode(ids, skipSpecialTokens: skip)), "\(show(text))")
+                // No emitted piece ends in the middle of a character: each is valid on its own.
+                for piece in pieces where piece.unicodeScalars.contains("\u{FFFD}") {
+                    #expect(text.unicodeScalars.contains("\u{FFFD}"), "\(show(text)) streamed a replacement character")
+                }
+            }
+        }
+    }
+}

@@ -219,12 +219,18 @@ struct RegexMatcher {
             var before = false
             if position > lower {
                 let start = previousScalarStart(text, before: position, lower: lower)
-                before = UnicodeClass.contains(decode(text, start, upper).scalar, .onigWord)
+                before = isOnigWord(decode(text, start, upper).scalar)
             }
-            let after = position < upper && UnicodeClass.contains(decode(text, position, upper).scalar, .onigWord)
+            let after = position < upper && isOnigWord(decode(text, position, upper).scalar)
             return (before != after) == (assertion == .wordBoundary)
         }
     }
+}
+
+/// Oniguruma's `\w` outside brackets, which `\b` uses.
+@inline(__always)
+func isOnigWord(_ scalar: UInt32) -> Bool {
+    UnicodeClass.contains(scalar, .word) || onigWordExtras.contains { $0.contains(scalar) }
 }
 
 /// The scalar starting at `index` and its length in bytes. The text is valid UTF-8 (it comes from a Swift

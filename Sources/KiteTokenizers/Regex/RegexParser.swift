@@ -336,8 +336,14 @@ struct RegexParser {
         case ascii("D"): return .set(ScalarSet(classes: .decimalNumber, negated: true))
         case ascii("s"): return .set(ScalarSet(classes: .whitespace))
         case ascii("S"): return .set(ScalarSet(classes: .whitespace, negated: true))
-        case ascii("w"): return .set(ScalarSet(classes: .onigWord))
-        case ascii("W"): return .set(ScalarSet(classes: .onigWord, negated: true))
+        case ascii("w"), ascii("W"):
+            // Outside brackets Oniguruma adds a few Latin-1 scalars to \w; inside, it does not.
+            var set = ScalarSet(classes: .word, negated: scalar == ascii("W"))
+            if !inClass {
+                set.ranges = onigWordExtras
+                set.finish()
+            }
+            return .set(set)
         case ascii("h"), ascii("H"):
             var set = ScalarSet()
             set.ranges = [ascii("0")...ascii("9"), ascii("A")...ascii("F"), ascii("a")...ascii("f")]

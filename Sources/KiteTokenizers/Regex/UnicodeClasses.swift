@@ -39,8 +39,10 @@ struct UnicodeClass: OptionSet, Hashable, Sendable {
     static let unassigned = UnicodeClass(rawValue: 1 << 28)       // Cn (Cs cannot occur in a Swift string)
     /// White_Space: Oniguruma's `\s` and Rust's `\s` and `char::is_whitespace`.
     static let whitespace = UnicodeClass(rawValue: 1 << 29)
-    /// Alphabetic or Join_Control: with marks, Nd and Pc this is the Rust `regex` crate's `\w`.
-    static let alphabeticOrJoinControl = UnicodeClass(rawValue: 1 << 30)
+    /// Alphabetic, marks, decimal numbers and connector punctuation: Oniguruma's `\w` inside a bracket class;
+    /// with Join_Control, the Rust `regex` crate's `\w`, which HF uses for `single_word`. (Oniguruma's `\w`
+    /// outside brackets adds six Latin-1 scalars, see `onigWordExtras`.)
+    static let word = UnicodeClass(rawValue: 1 << 30)
 
     static let letter: UnicodeClass = [.uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter]
     static let mark: UnicodeClass = [.nonspacingMark, .spacingMark, .enclosingMark]
@@ -52,8 +54,6 @@ struct UnicodeClass: OptionSet, Hashable, Sendable {
     static let symbol: UnicodeClass = [.mathSymbol, .currencySymbol, .modifierSymbol, .otherSymbol]
     static let separator: UnicodeClass = [.spaceSeparator, .lineSeparator, .paragraphSeparator]
     static let other: UnicodeClass = [.control, .format, .privateUse, .unassigned]
-    /// Oniguruma's `\w`: letters, marks, decimal numbers and connector punctuation.
-    static let onigWord: UnicodeClass = [.letter, .mark, .decimalNumber, .connectorPunctuation]
 
     /// The classes of `scalar`.
     @inline(__always)
@@ -105,10 +105,16 @@ struct UnicodeClass: OptionSet, Hashable, Sendable {
         @unknown default: result = .unassigned
         }
         if properties.isWhitespace { result.insert(.whitespace) }
-        if properties.isAlphabetic || properties.isJoinControl { result.insert(.alphabeticOrJoinControl) }
+        let wordCore = properties.isAlphabetic || !result.isDisjoint(with: [.mark, .decimalNumber, .connectorPunctuation])
+        if wordCore { result.insert(.word) }
         return result
     }
 }
+
+/// Oniguruma's `\w` and `\b` outside brackets also count these Latin-1 scalars (superscript digits and
+/// vulgar fractions, general category No) as word characters, from its Latin-1 character table; `[\w]` does
+/// not. Verified against HF `tokenizers` (see the unicode_classes fixture and the regex tests).
+let onigWordExtras: [ClosedRange<UInt32>] = [0xB2...0xB3, 0xB9...0xB9, 0xBC...0xBE]
 
 /// The Basic Multilingual Plane's classes, built on first use (Swift runs a global's initializer once,
 /// thread-safely).

@@ -1,0 +1,143 @@
+import Foundation
+import KiteJSON
+import Testing
+
+@testable import KiteTokenizers
+
+/// Pre-tokenization against HF `tokenizers` (Oniguruma) on the corpus, for the regexes llama.cpp names and
+/// for each Split behaviour (fixture from scripts/reference/pretokenizer_reference.py).
+@Suite struct PreTokenizerTests {
+    struct Reference {
+        let strings: [String]
+        let specs: [(name: String, spec: JSONValue, pieces: [[Int]])]
+    }
+
+    static let reference: Reference? = {
+        guard let json = try? loadJSON(Paths.fixture("pretokenize.json")), let corpus = try? CorpusFixture.shared() else { return nil }
+        var specs: [(String, JSONValue, [[Int]])] = []
+        for (name, spec) in json["specs"]?.objectValue ?? JSONObject() {
+            specs.append((name, spec, (json["pieces"]?[name]?.arrayValue ?? []).map(\.ints)))
+        }
+        return Reference(strings: corpus.strings, specs: specs)
+    }()
+
+    static let specNames: [String] = reference?.specs.map(\.name) ?? []
+
+    static func pieces(_ preTokenizer: PreTokenizer, _ text: String) -> [Int] {
+        var text = text
+        return text.withUTF8 { buffer in
+            var pieces = [(0, buffer.count)]
+            var scratch = PreTokenizerScratch()
+            preTokenizer.split(buffer, pieces: &pieces, scratch: &scratch)
+            return pieces.flatMap { [$0.0, $0.1] }
+        }
+    }
+
+    @Test(arguments: specNames)
+    func piecesMatchHFTokenizers(name: String) throws {
+        let reference = try #require(PreTokenizerTests.reference)
+        let entry = try #require(reference.specs.first { $0.name == name })
+        let preTokenizer = try TokenizerJSONReader(source: "pretokenize.json").preTokenizer(entry.spec, name)
+        #expect(entry.pieces.count == reference.strings.count)
+        var failures = 0
+        for (index, text) in reference.strings.enumerated() where index < entry.pieces.count {
+            let pieces = PreTokenizerTests.pieces(preTokenizer, text)
+            if pieces != entry.pieces[index] {
+                failures += 1
+                if failures <= 3 { Issue.record("\(name) #\(index) \(show(text)): \(pieces) != \(entry.pieces[index])") }
+            }
+        }
+        #expect(failures == 0)
+    }
+
+    /// The hand-written matchers give what the general regex engine gives for the same pattern, on the corpus
+    /// and on random strings built from the characters the patterns care about.
+    @Test(arguments: [KnownPattern.gpt2Pattern, KnownPattern.qwen2Pattern, KnownPattern.llama3Pattern])
+    func handWrittenMatchersAgreeWithTheRegexEngine(pattern: String) throws {
+        let known = try #require(KnownPattern(pattern: pattern))
+        let program = try RegexProgram(pattern: pattern)
+        var texts = try CorpusFixture.shared().strings
+        var generator = SplitMix(seed: 7)
+        let alphabet: [String] = [
+            "a", "Z", "é", "ß", "中", "ア", "١", "7", "²", "Ⅳ", " ", "  ", "\t", "\n", "\r", "\r\n", "\u{3000}", "\u{A0}",
+            "'", "'s", "'S", "'ll", "'LL", "'Re", "'ſ", "'d", "!", "(", "-", "😀", "\u{301}", "\u{200D}", "_", "$", "\u{0}",
+        ]
+        for _ in 0..<3000 {
+            let length = Int(generator.next() % 12) + 1
+            texts.append((0..<length).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] }.joined())
+        }
+        for text in texts {
+            var text = text
+            text.withUTF8 { buffer in
+                var ends: [Int] = []
+                known.appendMatchEnds(in: buffer, lower: 0, upper: buffer.count, into: &ends)
+                var matcher = RegexMatcher()
+                var matches: [(Int, Int)] = []
+                matcher.findAll(program, in: buffer, lower: 0, upper: buffer.count, into: &matches)
+                #expect(matches.map(\.1) == ends, "\(show(String(decoding: buffer, as: UTF8.self)))")
+                #expect(matches.first?.0 ?? 0 == 0)
+            }
+        }
+    }
+}
+
+/// Oniguruma's Unicode classes (through HF `tokenizers`) against Kite's tables built from Swift's Unicode
+/// data, on every scalar. Scalars that Oniguruma's older Unicode version leaves unassigned but Swift's newer
+/// one assigns may differ; any other difference fails.
+@Suite struct UnicodeClassTests {
+    static let classes: [(String, UnicodeClass)] = [
+        ("\\p{L}", .letter), ("\\p{Lu}", .uppercaseLetter), ("\\p{Ll}", .lowercaseLetter), ("\\p{Lt}", .titlecaseLetter),
+        ("\\p{Lm}", .modifierLetter), ("\\p{Lo}", .otherLetter), ("\\p{M}", .mark), ("\\p{N}", .number),
+        ("\\p{Nd}", .decimalNumber), ("\\p{P}", .punctuation), ("\\p{S}", .symbol), ("\\p{Z}", .separator),
+        ("\\p{C}", .other), ("\\s", .whitespace), ("\\d", .decimalNumber), ("\\w", .word),
+    ]
+
+    @Test func classesAgreeWithOniguruma() throws {
+        let json = try loadJSON(Paths.fixture("unicode_classes.json"))
+        // Scalars that some class disagrees on, to compare with Unicode versions below.
+        var newer: [UInt32] = []
+        var older: [UInt32] = []
+        for (name, classes) in UnicodeClassTests.classes {
+            let ranges = try #require(json[name]?.arrayValue)
+            var expected = [Bool](repeating: false, count: 0x110000)
+            for range in ranges {
+                let bounds = range.ints
+                for value in bounds[0]...bounds[1] { expected[value] = true }
+            }
+            for value in 0..<0x110000 where !(0xD800...0xDFFF).contains(value) {
+                // Unicode 16 moved U+0295 LATIN LETTER PHARYNGEAL VOICED FRICATIVE from Ll to Lo (a letter either way).
+                let recategorized = value == 0x295 && (name == "\\p{Ll}" || name == "\\p{Lo}")
+                let kite = name == "\\w" ? isOnigWord(UInt32(value)) : UnicodeClass.contains(UInt32(value), classes)
+                if kite != expected[value], !recategorized {
+                    let scalar = try #require(Unicode.Scalar(UInt32(value)))
+                    // Unicode 15.0 is the newest version Oniguruma 6.9.x (in tokenizers 0.2x) knows.
+                    if let age = scalar.properties.age, age.major > 15 || (age.major == 15 && age.minor > 0) {
+                        newer.append(UInt32(value))
+                    } else {
+                        older.append(UInt32(value))
+                    }
+                }
+            }
+        }
+        #expect(older.isEmpty, "classes differ on scalars assigned before Unicode 15.1: \(older.prefix(20).map { String($0, radix: 16) })")
+        // The corpus holds no scalar the two versions classify differently.
+        let disputed = Set(newer)
+        let corpus = try CorpusFixture.shared()
+        for text in corpus.strings {
+            #expect(!text.unicodeScalars.contains { disputed.contains($0.value) }, "\(show(text))")
+        }
+    }
+}
+
+/// A small deterministic random generator for generated test inputs.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
