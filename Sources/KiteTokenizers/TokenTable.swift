@@ -13,8 +13,12 @@ struct TokenTable: Sendable {
     private static let special: UInt8 = 2
 
     /// `vocabulary` is the model's (`modelLookup` indexes it); `added` may repeat model tokens (same id) or add
-    /// new ids.
-    init(vocabulary: [(spelling: String, id: Int)], modelLookup: ByteStringTable, added: [AddedToken], source: String) throws(TokenizerError) {
+    /// new ids. `normalizedForms` holds, for added tokens matched after normalization, their normalized
+    /// content: HF decodes those tokens from it (so that a byte-level normalizer round-trips).
+    init(
+        vocabulary: [(spelling: String, id: Int)], modelLookup: ByteStringTable, added: [AddedToken],
+        normalizedForms: [Int: String], source: String
+    ) throws(TokenizerError) {
         let bound = 4 * (vocabulary.count + added.count) + 1024
         var maxID = -1
         for (spelling, id) in vocabulary {
@@ -33,7 +37,9 @@ struct TokenTable: Sendable {
         }
         count = maxID + 1
         var spellings = [String?](repeating: nil, count: count)
+        var decodeForms = [String?](repeating: nil, count: count)
         var special = [Bool](repeating: false, count: count)
+        let specialContents = Set(added.filter(\.special).map { Array($0.content.utf8) })
         for (spelling, id) in vocabulary {
             if let existing = spellings[id], existing != spelling {
                 throw TokenizerError(.invalidField, source: source, field: "model.vocab[\(quoted(spelling))]",
@@ -48,7 +54,9 @@ struct TokenTable: Sendable {
                                      "id \(token.id) is already the vocabulary's token \(quoted(existing))")
             }
             spellings[token.id] = token.content
-            special[token.id] = token.special
+            decodeForms[token.id] = normalizedForms[token.id]
+            // HF skips a token when the text it decodes from is a special token's content.
+            special[token.id] = specialContents.contains(Array((normalizedForms[token.id] ?? token.content).utf8))
             addedLookup.insert(token.content.utf8, id: token.id)
         }
         var spellingArena: [UInt8] = []
@@ -64,7 +72,8 @@ struct TokenTable: Sendable {
                 spellingArena.append(contentsOf: spelling.utf8)
                 // As HF's ByteLevel decoder: a token made only of byte spellings decodes to those bytes,
                 // any other token (added tokens written as plain text) to its own UTF-8.
-                bytesArena.append(contentsOf: ByteLevel.bytes(spelledBy: spelling) ?? Array(spelling.utf8))
+                let form = decodeForms[id] ?? spelling
+                bytesArena.append(contentsOf: ByteLevel.bytes(spelledBy: form) ?? Array(form.utf8))
             }
             spellingOffsets.append(spellingArena.count)
             bytesOffsets.append(bytesArena.count)

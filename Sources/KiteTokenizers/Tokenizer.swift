@@ -37,17 +37,25 @@ public final class Tokenizer: Sendable {
         // Later entries win for a repeated spelling (as in llama.cpp's map): insert in reverse, first one wins.
         var vocabulary = ByteStringTable(expectedCount: parts.vocabulary.count)
         for (spelling, id) in parts.vocabulary.reversed() { vocabulary.insert(spelling.utf8, id: id) }
-        let table = try TokenTable(vocabulary: parts.vocabulary, modelLookup: vocabulary, added: added, source: source)
+        var normalizedForms: [Int: String] = [:]
+        var normalizedTokens: [AddedToken] = []
+        if let normalizer = parts.normalizer {
+            for token in added where token.normalized {
+                var normalizedToken = token
+                normalizedToken.content = normalizer.normalize(token.content)
+                normalizedTokens.append(normalizedToken)
+                if normalizedToken.content != token.content { normalizedForms[token.id] = normalizedToken.content }
+            }
+        }
+        let table = try TokenTable(
+            vocabulary: parts.vocabulary, modelLookup: vocabulary, added: added, normalizedForms: normalizedForms,
+            source: source)
         self.table = table
         model = try BPEModel(
             vocabulary: vocabulary, merges: parts.merges, unknownToken: parts.unknownModelToken,
             ignoreMerges: parts.ignoreMerges, source: source, mergesField: parts.mergesField)
         rawAddedTokens = AddedTokenMatcher(added.filter { !$0.normalized || parts.normalizer == nil })
-        normalizedAddedTokens = AddedTokenMatcher(added.filter { $0.normalized && parts.normalizer != nil }.map { token in
-            var normalizedToken = token
-            normalizedToken.content = parts.normalizer?.normalize(token.content) ?? token.content
-            return normalizedToken
-        })
+        normalizedAddedTokens = AddedTokenMatcher(normalizedTokens)
         normalizer = parts.normalizer
         preTokenizer = parts.preTokenizer
         prefixIDs = parts.prefixIDs

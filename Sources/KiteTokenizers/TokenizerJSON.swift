@@ -134,8 +134,12 @@ struct TokenizerJSONReader {
         }
         try readModel(try json.required(root, "model", ""), into: &parts)
         if let added = json.field(root, "added_tokens") {
+            var assigner = AddedTokenIDs(vocabulary: parts.vocabulary)
             for (index, item) in try json.array(added, "added_tokens").enumerated() {
-                parts.addedTokens.append(try addedToken(item, "added_tokens[\(index)]", vocabulary: parts.vocabulary))
+                var token = try addedToken(item, "added_tokens[\(index)]")
+                token.id = assigner.id(for: token.content)
+                parts.addedTokens.removeAll { $0.content == token.content }
+                parts.addedTokens.append(token)
             }
         }
         if let normalizer = json.field(root, "normalizer") { parts.normalizer = try self.normalizer(normalizer, "normalizer") }
@@ -195,10 +199,12 @@ struct TokenizerJSONReader {
         }
     }
 
-    private func addedToken(_ value: JSONValue, _ path: String, vocabulary: [(spelling: String, id: Int)]) throws(TokenizerError) -> AddedToken {
+    /// An added token as declared; its id is settled by `AddedTokenIDs`.
+    private func addedToken(_ value: JSONValue, _ path: String) throws(TokenizerError) -> AddedToken {
         let object = try json.object(value, path)
         let content = try json.string(try json.required(object, "content", path), json.join(path, "content"))
         let id = try json.int(try json.required(object, "id", path), json.join(path, "id"))
+        guard id >= 0 else { throw json.error(json.join(path, "id"), "negative id \(id)") }
         let special = try json.optionalBool(object, "special", path, default: false)
         return AddedToken(
             id: id, content: content, special: special,
@@ -374,17 +380,18 @@ struct TokenizerConfigReader {
             try JSONAccess(source: "special_tokens_map.json").object(v, "(root)")
         } ?? JSONObject()
 
-        // Tokens listed in added_tokens_decoder but absent from tokenizer.json are added.
+        var assigner = AddedTokenIDs(vocabulary: parts.vocabulary, added: parts.addedTokens)
+        // Tokens listed in added_tokens_decoder but absent from tokenizer.json are added (the key's id is
+        // only a hint, as in transformers).
         if let decoder = json.field(configObject, "added_tokens_decoder") {
             for (key, value) in try json.object(decoder, "added_tokens_decoder") {
                 let path = "added_tokens_decoder[\(quoted(key))]"
-                guard let id = Int(key) else { throw json.error(path, "expected an integer id as the key") }
                 let object = try json.object(value, path)
                 let content = try json.string(try json.required(object, "content", path), json.join(path, "content"))
                 if parts.addedTokens.contains(where: { $0.content == content }) { continue }
                 let special = try json.optionalBool(object, "special", path, default: false)
                 parts.addedTokens.append(AddedToken(
-                    id: parts.vocabulary.first(where: { $0.spelling == content })?.id ?? id, content: content, special: special,
+                    id: assigner.id(for: content), content: content, special: special,
                     singleWord: try json.optionalBool(object, "single_word", path, default: false),
                     lstrip: try json.optionalBool(object, "lstrip", path, default: false),
                     rstrip: try json.optionalBool(object, "rstrip", path, default: false),
@@ -404,12 +411,11 @@ struct TokenizerConfigReader {
         func resolve(_ key: String) throws(TokenizerError) -> Int? {
             guard let content = try tokenContent(key) else { return nil }
             if let added = parts.addedTokens.first(where: { $0.content == content }) { return added.id }
-            if let id = parts.vocabulary.first(where: { $0.spelling == content })?.id {
-                // transformers makes a named special token that is only in the model vocabulary atomic.
-                parts.addedTokens.append(AddedToken(id: id, content: content, special: true))
-                return id
-            }
-            throw json.error(key, "token \(quoted(content)) is not in the vocabulary")
+            // transformers adds a named special token missing from the added tokens (a new id if it is not in
+            // the model vocabulary either), which makes it atomic.
+            let id = assigner.id(for: content)
+            parts.addedTokens.append(AddedToken(id: id, content: content, special: true, normalized: false))
+            return id
         }
         parts.bosTokenID = try resolve("bos_token")
         parts.eosTokenID = try resolve("eos_token")
@@ -428,13 +434,34 @@ struct TokenizerConfigReader {
                 }
             }
         }
-        // An explicit add_bos_token / add_eos_token (or no post-processor) makes transformers rebuild the
-        // template as [bos] text [eos].
-        let addBOS = try json.field(configObject, "add_bos_token").map { v throws(TokenizerError) in try json.bool(v, "add_bos_token") }
-        let addEOS = try json.field(configObject, "add_eos_token").map { v throws(TokenizerError) in try json.bool(v, "add_eos_token") }
-        if addBOS != nil || addEOS != nil || (!parts.hasPostProcessor && config != nil) {
-            parts.prefixIDs = (addBOS ?? false) ? parts.bosTokenID.map { [$0] } ?? [] : []
-            parts.suffixIDs = (addEOS ?? false) ? parts.eosTokenID.map { [$0] } ?? [] : []
+        // transformers 5 ignores add_bos_token / add_eos_token when tokenizer.json exists: its post-processor
+        // decides what encode(add_special_tokens=True) adds. They are still checked for type.
+        for key in ["add_bos_token", "add_eos_token"] {
+            if let value = json.field(configObject, key) { _ = try json.bool(value, key) }
         }
+    }
+}
+
+/// Ids for added tokens as HF `tokenizers` assigns them (the ids written in the file are ignored): the model
+/// vocabulary's id when the content is a model token, else the next id after the vocabulary (or after the
+/// largest added id beyond it).
+struct AddedTokenIDs {
+    private var model: [String: Int] = [:]
+    private var assigned: [String: Int] = [:]
+    private var next: Int
+
+    init(vocabulary: [(spelling: String, id: Int)], added: [AddedToken] = []) {
+        for (spelling, id) in vocabulary where model[spelling] == nil { model[spelling] = id }
+        for token in added { assigned[token.content] = token.id }
+        let largest = added.map(\.id).max() ?? -1
+        next = largest >= vocabulary.count ? largest + 1 : vocabulary.count
+    }
+
+    mutating func id(for content: String) -> Int {
+        if let id = assigned[content] ?? model[content] { return id }
+        let id = next
+        next += 1
+        assigned[content] = id
+        return id
     }
 }
