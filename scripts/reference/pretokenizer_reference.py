@@ -2,8 +2,11 @@
 
 Writes into Tests/Fixtures/tokenizers/:
   pretokenize.json      for each pre-tokenizer spec (the regexes llama.cpp names for gpt2, smollm, qwen2,
-                        llama-bpe and deepseek-v3, plus Split behaviours and Digits), the pieces HF cuts every
-                        corpus string into, as UTF-8 byte offsets
+                        llama-bpe and deepseek-v3, plus Split behaviours, Digits and other regex constructs), the
+                        pieces HF cuts corpus strings into (all of them for the tokenizers' own patterns, those
+                        under 200 bytes for the rest), as UTF-8 byte ranges encoded compactly: per string, a
+                        comma-separated list where "L" is a piece of L bytes starting where the previous one
+                        ended and "G+L" one of L bytes after a gap of G bytes
   unicode_classes.json  the code points Oniguruma puts in \\p{L}, \\p{N}, \\s, ... as inclusive ranges, so that
                         Swift's Unicode tables can be checked against the engine HF uses
 
@@ -56,17 +59,32 @@ SPECS = {
     "alternation-order": split(r"a|ab|abc|\d{2,4}|[a-c\p{Lu}]x|x{2}y{0,}z{1,2}"),
     "anchors": split(r"^\s+|\s+$|\b\w"),
 }
+# Regex constructs beyond the tokenizers' own patterns, each run as a Split on the corpus.
+REGEX_FEATURES = [
+    r"(?>a+)a|a++b|\w++", r"(?i)[a-c]+|(?i:É)|(?i:'S)", r"\h+|.", r"\A\s+|\s+\z|\s+\Z", r"[\x{4E00}-\u9FA5]+|\x41",
+    r"[a[0-9]]+|[^[^x]]", r"\P{L}+|\p{^N}", r"a|", r"(a?)*", r"(?:ab|a)*b", r"x*", r"\S+?\s", r"(?:\p{Lu}\p{Ll}+)+",
+    r"[-a]|[a-]|[\]]|[\\]", r"\p{Lo}{2,}|\p{Lm}|\p{Mn}+|\p{Sc}|\p{Zs}|\p{Pd}|\p{Cf}", r"(?i)\p{Lu}+",
+    r"\s*\n\s*|(?!\s)\W{2}", r"\b\w+\b", r"\B.\B", r"[^\p{L}\p{N}\s]+(?=\p{L})",
+]
+for number, pattern in enumerate(REGEX_FEATURES):
+    SPECS["regex-%02d" % number] = split(pattern)
+
+
+FULL_CORPUS_SPECS = {"gpt2", "qwen2", "llama3", "deepseek-v3", "smollm", "digits-contiguous"}
 
 
 def pieces(pre_tokenizer, text):
-    """UTF-8 byte offsets [start, end] of each piece."""
+    """The pieces' UTF-8 byte ranges, encoded as described above."""
     char_to_byte = [0]
     for ch in text:
         char_to_byte.append(char_to_byte[-1] + len(ch.encode("utf-8")))
     out = []
+    previous = 0
     for _, (start, end) in pre_tokenizer.pre_tokenize_str(text):
-        out += [char_to_byte[start], char_to_byte[end]]
-    return out
+        start, end = char_to_byte[start], char_to_byte[end]
+        out.append(str(end - start) if start == previous else "%d+%d" % (start - previous, end - start))
+        previous = end
+    return ",".join(out)
 
 
 def unicode_classes():
@@ -90,13 +108,15 @@ def main():
 
     corpus = plain_corpus()
     fixture = {"strings_fixture": "corpus.json", "specs": {}, "pieces": {}}
+    short = [i for i, s in enumerate(corpus) if len(s.encode("utf-8")) < 200]
     for name, spec in SPECS.items():
         # A tokenizer.json shell lets HF parse the spec exactly as it parses one from a file.
         shell = {"version": "1.0", "pre_tokenizer": spec,
                  "model": {"type": "BPE", "vocab": {}, "merges": []}}
         pre = Tokenizer.from_str(json.dumps(shell)).pre_tokenizer
         fixture["specs"][name] = spec
-        fixture["pieces"][name] = [pieces(pre, s) for s in corpus]
+        indices = range(len(corpus)) if name in FULL_CORPUS_SPECS else short
+        fixture["pieces"][name] = {str(i): pieces(pre, corpus[i]) for i in indices}
     with open(os.path.join(FIXTURES, "pretokenize.json"), "w", encoding="utf-8") as f:
         json.dump(fixture, f, ensure_ascii=True, separators=(",", ":"))
     with open(os.path.join(FIXTURES, "unicode_classes.json"), "w", encoding="utf-8") as f:
