@@ -1,0 +1,167 @@
+import Foundation
+import KiteJSON
+import Testing
+
+@testable import KiteTokenizers
+
+/// Bad input gives one error naming the file, the field and what was expected.
+@Suite struct TokenizerErrorTests {
+    /// A minimal valid byte-level BPE tokenizer.json: the 256 byte tokens, two merges, one added token (whose
+    /// id HF assigns as 258, the next after the vocabulary, whatever the file says).
+    static func document(
+        merges: JSONValue = [["h", "e"], ["he", "l"]], extraVocab: [(String, JSONValue)] = [],
+        addedTokens: JSONValue = [["id": 259, "content": "<s>", "special": true]],
+        preTokenizer: JSONValue = ["type": "ByteLevel", "add_prefix_space": false],
+        postProcessor: JSONValue = .null
+    ) -> JSONValue {
+        var vocab = JSONObject()
+        for byte in 0..<256 { vocab[ByteLevel.spelling(of: [UInt8(byte)])] = .int(byte) }
+        vocab["he"] = 256
+        vocab["hel"] = 257
+        for (token, id) in extraVocab { vocab[token] = id }
+        return [
+            "version": "1.0", "added_tokens": addedTokens, "normalizer": nil, "pre_tokenizer": preTokenizer,
+            "post_processor": postProcessor, "decoder": ["type": "ByteLevel"],
+            "model": ["type": "BPE", "vocab": .object(vocab), "merges": merges],
+        ]
+    }
+
+    static func loadError(_ document: JSONValue) -> TokenizerError? {
+        do {
+            _ = try Tokenizer(tokenizerJSON: document, source: "tok.json")
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func theBaseDocumentLoadsAndEncodes() throws {
+        let tokenizer = try Tokenizer(tokenizerJSON: TokenizerErrorTests.document(), source: "tok.json")
+        #expect(tokenizer.encode("hello<s>", addSpecialTokens: false) == [257, 108, 111, 258])
+        #expect(tokenizer.vocabularySize == 259)
+        #expect(tokenizer.tokenID(of: "<s>") == 258 && tokenizer.isSpecial(258))
+    }
+
+    static let badMerges: [(JSONValue, String, String)] = [
+        (.array([.array(["h", "☃"])]), "model.merges[0]", "\"☃\" is not in the vocabulary"),
+        (.array([.array(["h", "l"])]), "model.merges[0]", "the merged token \"hl\" is not in the vocabulary"),
+        (.array(["h e l"]), "model.merges[0]", "expected two tokens separated by one space"),
+        (.array([.int(5)]), "model.merges[0]", "expected a string \"a b\" or a pair of strings, found a number"),
+        (.array([.array(["h"])]), "model.merges[0]", "expected a pair of strings"),
+        (.array(["h e", "he  l"]), "model.merges[1]", "expected two tokens separated by one space"),
+    ]
+
+    @Test(arguments: badMerges)
+    func badMergesNameTheMerge(merges: JSONValue, field: String, message: String) throws {
+        let error = try #require(TokenizerErrorTests.loadError(TokenizerErrorTests.document(merges: merges)))
+        #expect(error.source == "tok.json")
+        #expect(error.field == field)
+        #expect(error.message.contains(message), "\(error)")
+    }
+
+    @Test func badIDsAreRejected() throws {
+        let huge = try #require(TokenizerErrorTests.loadError(TokenizerErrorTests.document(extraVocab: [("big", .int(1 << 40))])))
+        #expect(huge.field == "model.vocab[\"big\"]" && huge.message.contains("outside"), "\(huge)")
+        let negative = try #require(TokenizerErrorTests.loadError(TokenizerErrorTests.document(extraVocab: [("neg", -3)])))
+        #expect(negative.message.contains("-3"), "\(negative)")
+        let fractional = try #require(TokenizerErrorTests.loadError(TokenizerErrorTests.document(extraVocab: [("f", 2.5)])))
+        #expect(fractional.message.contains("expected an integer, found 2.5"), "\(fractional)")
+        let duplicate = try #require(TokenizerErrorTests.loadError(TokenizerErrorTests.document(extraVocab: [("dup", 256)])))
+        #expect(duplicate.message.contains("id 256 is also given to"), "\(duplicate)")
+        let template: JSONValue = [
+            "type": "TemplateProcessing", "single": [["SpecialToken": ["id": "<s>"]], ["Sequence": ["id": "A"]]],
+            "special_tokens": ["<s>": ["id": "<s>", "ids": [99999], "tokens": ["<s>"]]],
+        ]
+        let post = try #require(TokenizerErrorTests.loadError(TokenizerErrorTests.document(postProcessor: template)))
+        #expect(post.field == "post_processor" && post.message.contains("99999"), "\(post)")
+    }
+
+    @Test(arguments: [
+        ("(?<=a)b", "lookbehind is not supported"),
+        ("a{2,1}", "repeat range {2,1} is empty"),
+        ("[z-a]", "range out of order"),
+        ("(a)\\1", "backreferences are not supported"),
+        ("(a", "missing ')'"),
+        ("a)", "unmatched ')'"),
+        ("*a", "nothing to repeat"),
+        ("\\p{Greek}", "Unicode property 'Greek' is not supported"),
+        ("[[:alpha:]]", "POSIX bracket classes are not supported"),
+        ("a{5000}", "repeat count above 1000"),
+        ("\\x{110000}", "is not a Unicode scalar"),
+        ("(?x)a", "not supported"),
+    ])
+    func badRegexesNameThePattern(pattern: String, message: String) throws {
+        let split: JSONValue = ["type": "Split", "pattern": ["Regex": .string(pattern)], "behavior": "Isolated", "invert": false]
+        let error = try #require(TokenizerErrorTests.loadError(TokenizerErrorTests.document(preTokenizer: split)))
+        #expect(error.kind == .unsupported)
+        #expect(error.field == "pre_tokenizer.pattern.Regex")
+        #expect(error.message.contains(message), "\(error)")
+    }
+
+    @Test func unsupportedComponentsAreNamed() throws {
+        let metaspace: JSONValue = ["type": "Metaspace", "replacement": "▁"]
+        let error = try #require(TokenizerErrorTests.loadError(TokenizerErrorTests.document(preTokenizer: metaspace)))
+        #expect(error.kind == .unsupported && error.field == "pre_tokenizer.type", "\(error)")
+        #expect(error.description == "tok.json: pre_tokenizer.type: pre-tokenizer \"Metaspace\" is not supported")
+    }
+
+    @Test func syntaxErrorsGiveLineAndColumn() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kite-bad-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try Data("{\n  \"version\": \"1.0\",\n  \"model\": {\"vocab\": {\"a\": 0,}}\n}".utf8)
+            .write(to: directory.appendingPathComponent("tokenizer.json"))
+        do {
+            _ = try Tokenizer(directory: directory.path)
+            Issue.record("loaded a malformed file")
+        } catch {
+            #expect(error.kind == .syntax)
+            #expect(error.line == 3, "\(error)")
+            #expect(error.source.hasSuffix("tokenizer.json"))
+        }
+        do {
+            _ = try Tokenizer(directory: directory.appendingPathComponent("missing").path)
+            Issue.record("loaded a missing file")
+        } catch {
+            #expect(error.kind == .io && error.source.hasSuffix("missing/tokenizer.json"), "\(error)")
+        }
+    }
+
+    @Test func decodingAnUnknownIDNamesItAndTheVocabularySize() throws {
+        let tokenizer = try Tokenizer(tokenizerJSON: TokenizerErrorTests.document(), source: "tok.json")
+        #expect(try tokenizer.decode([104, 258]) == "h<s>")
+        for id in [-1, 259, 1 << 40, Int.max] {
+            do {
+                _ = try tokenizer.decode([104, id])
+                Issue.record("decoded \(id)")
+            } catch {
+                #expect(error.kind == .unknownTokenID)
+                #expect(error.message.contains("token id \(id)") && error.message.contains("size 259"), "\(error)")
+            }
+        }
+        var stream = tokenizer.makeStreamingDetokenizer()
+        #expect(throws: TokenizerError.self) { try stream.append(1_000_000) }
+    }
+
+    @Test func badGGUFMetadataIsNamed() throws {
+        let tokens = (0..<256).map { ByteLevel.spelling(of: [UInt8($0)]) } + ["he"]
+        func error(_ change: (inout GGUFTokenizerMetadata) -> Void) -> TokenizerError? {
+            var metadata = GGUFTokenizerMetadata(model: "gpt2", pre: "qwen2", tokens: tokens, merges: ["h e"], source: "m.gguf")
+            change(&metadata)
+            do {
+                _ = try Tokenizer(ggufMetadata: metadata)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(error { _ in } == nil)
+        #expect(error { $0.model = "llama" }?.field == "tokenizer.ggml.model")
+        #expect(error { $0.pre = "mystery" }?.message.contains("pre-tokenizer \"mystery\" is not supported") == true)
+        #expect(error { $0.tokenTypes = [1, 1] }?.field == "tokenizer.ggml.token_type")
+        #expect(error { $0.merges = ["he"] }?.field == "tokenizer.ggml.merges[0]")
+        #expect(error { $0.merges = ["h ☃"] }?.message.contains("\"☃\" is not in the vocabulary") == true)
+        #expect(error { $0.bosTokenID = 9999 }?.field == "tokenizer.ggml.bos_token_id")
+        #expect(error { $0.eosTokenID = -1 }?.field == "tokenizer.ggml.eos_token_id")
+    }
+}
