@@ -28,20 +28,24 @@ let package = Package(
         .target(name: "KiteTokenizers", dependencies: ["KiteGGUF", "KiteJSON"], swiftSettings: kernelSettings),
         .target(name: "KiteModels", dependencies: ["KiteTensor", "KiteGGUF", "KiteJSON"], swiftSettings: cpuSettings),
         .target(name: "KiteTrain", dependencies: ["KiteTensor", "KiteModels"], swiftSettings: cpuSettings),
+        .target(name: "KiteEngine", dependencies: ["KiteModels", "KiteTensor", "KiteTokenizers", "KiteJSON"], swiftSettings: cpuSettings),
         .target(name: "KiteRL", dependencies: ["KiteJSON"], swiftSettings: cpuSettings),
         .executableTarget(
             name: "kite",
             dependencies: [
-                "KiteJSON", "KiteTensor", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteTrain", "KiteRL",
+                "KiteJSON", "KiteTensor", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteEngine", "KiteTrain", "KiteRL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuSettings
         ),
         .testTarget(name: "KiteJSONTests", dependencies: ["KiteJSON"]),
         .testTarget(name: "KiteTensorTests", dependencies: ["KiteTensor"]),
+        .testTarget(name: "KiteGGUFTests", dependencies: ["KiteGGUF"]),
         .testTarget(name: "KiteTokenizersTests", dependencies: ["KiteTokenizers", "KiteGGUF", "KiteJSON"]),
-        .testTarget(name: "KiteModelsTests", dependencies: ["KiteModels", "KiteTensor", "KiteTrain"]),
-        .testTarget(name: "KiteTrainTests", dependencies: ["KiteTrain", "KiteModels", "KiteTensor"]),
+        .testTarget(name: "KiteModelsTests", dependencies: ["KiteModels", "KiteTensor", "KiteTrain", "KiteJSON"]),
+        .testTarget(name: "KiteTrainTests", dependencies: ["KiteTrain", "KiteModels", "KiteTensor", "KiteJSON"]),
+        .testTarget(name: "KiteEngineTests", dependencies: ["KiteEngine", "KiteModels", "KiteTensor", "KiteJSON"]),
         .testTarget(name: "KiteRLTests", dependencies: ["KiteRL", "KiteJSON"]),
+        .testTarget(name: "KiteCLITests", dependencies: ["kite", "KiteJSON"]),
     ]
 )

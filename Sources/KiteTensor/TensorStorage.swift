@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A block of memory that one or more tensors view.
 ///
 /// Host memory is 64-byte aligned so SIMD kernels can load whole cache lines. Device memory is owned by
@@ -11,17 +15,27 @@ public final class TensorStorage: @unchecked Sendable {
     /// Keeps alive whatever the memory belongs to (a memory-mapped file, say).
     private let owner: AnyObject?
 
-    /// Allocates zeroed host memory.
+    /// Allocates zeroed host memory. Large blocks come straight from the kernel as untouched zero pages,
+    /// so a big cache that is never filled costs no physical memory.
     public init(hostByteCount byteCount: Int) {
         let rounded = max(64, (byteCount + 63) & ~63)
-        let pointer = UnsafeMutableRawPointer.allocate(byteCount: rounded, alignment: 64)
-        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: rounded)
-        self.address = pointer
+        if rounded >= TensorStorage.mappingThreshold,
+            let mapped = mmap(nil, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), mapped != MAP_FAILED
+        {
+            self.address = mapped
+            self.release = { munmap($0, rounded) }
+        } else {
+            let pointer = UnsafeMutableRawPointer.allocate(byteCount: rounded, alignment: 64)
+            pointer.initializeMemory(as: UInt8.self, repeating: 0, count: rounded)
+            self.address = pointer
+            self.release = { $0.deallocate() }
+        }
         self.byteCount = byteCount
         self.device = .cpu
-        self.release = { $0.deallocate() }
         self.owner = nil
     }
+
+    static let mappingThreshold = 1 << 20
 
     /// Wraps memory allocated elsewhere; `release` runs when the last tensor viewing it is gone.
     public init(

@@ -1,0 +1,429 @@
+import KiteModels
+import KiteTensor
+
+/// The engine's state and its step: which sequences run, their cache blocks, the forward, sampling and
+/// stopping. Used from the engine's own thread only (`InferenceEngine` serialises everything onto it).
+final class EngineCore {
+    let model: DenseTransformer
+    let tokenizer: (any EngineTokenizer)?
+    let options: EngineOptions
+    let contextLength: Int
+    let pool: BlockPool
+    let prefixCache: PrefixCache?
+    private(set) var keyCaches: [Tensor] = []
+    private(set) var valueCaches: [Tensor] = []
+    private(set) var memoryReleased = false
+    var waiting: [SequenceState] = []
+    var running: [SequenceState] = []
+    var requests: [String: RequestState] = [:]
+    var weightVersion = "0"
+    private var arrivals: UInt64 = 0
+    private var counters = (steps: 0, generated: 0, prefilled: 0, cachedPrompt: 0, preemptions: 0)
+
+    init(model: DenseTransformer, tokenizer: (any EngineTokenizer)?, options: EngineOptions) throws {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.options = options
+        let config = model.config
+        contextLength = min(options.contextLength ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings)
+        guard options.blockSize > 0, options.chunkedPrefillSize > 0, options.maxRunningRequests > 0 else {
+            throw EngineError.invalidRequest(field: "engine options", detail: "block size, chunked prefill size and max running requests must be positive")
+        }
+        let bytesPerToken = config.layerCount * config.keyValueHeads * config.headDim * 2 * 4
+        let totalTokens = options.maxTotalTokens ?? max(options.blockSize, options.memoryBudgetBytes / max(bytesPerToken, 1))
+        let blockCount = totalTokens / options.blockSize
+        guard blockCount >= 1 else {
+            throw EngineError.invalidRequest(field: "max_total_tokens", detail: "\(totalTokens) tokens is less than one block of \(options.blockSize)")
+        }
+        pool = BlockPool(blockCount: blockCount, blockSize: options.blockSize)
+        prefixCache = options.disableRadixCache ? nil : PrefixCache(pool: pool)
+        try allocateCaches()
+    }
+
+    var slotCount: Int { pool.blockCount * pool.blockSize }
+
+    private func allocateCaches() throws {
+        let config = model.config
+        keyCaches = try (0..<config.layerCount).map { _ in try model.backend.zeros([slotCount, config.keyValueHeads, config.headDim], dtype: .f32) }
+        valueCaches = try (0..<config.layerCount).map { _ in try model.backend.zeros([slotCount, config.keyValueHeads, config.headDim], dtype: .f32) }
+    }
+
+    // MARK: Admission
+
+    /// Checks a request against the model and the cache before it is queued.
+    func validate(_ request: GenerationRequest) throws(EngineError) {
+        let vocabulary = model.config.vocabularySize
+        try request.sampling.validate(vocabularySize: vocabulary)
+        guard !request.promptTokens.isEmpty else { throw .invalidRequest(field: "input_ids", detail: "the prompt is empty") }
+        for (position, id) in request.promptTokens.enumerated() where id < 0 || Int(id) >= vocabulary {
+            throw .invalidRequest(field: "input_ids", detail: "token id \(id) at position \(position) is outside the vocabulary (0..<\(vocabulary))")
+        }
+        guard request.promptTokens.count < contextLength else {
+            throw .invalidRequest(field: "input_ids", detail: "the prompt has \(request.promptTokens.count) tokens; the context length is \(contextLength)")
+        }
+        let longest = min(request.promptTokens.count + request.sampling.maxNewTokens, contextLength)
+        guard longest <= slotCount else {
+            throw .invalidRequest(field: "max_new_tokens", detail: "a sample may need \(longest) tokens of cache but the cache holds \(slotCount) (--max-total-tokens)")
+        }
+        guard request.topLogprobs >= 0 && request.topLogprobs <= vocabulary else {
+            throw .invalidRequest(field: "top_logprobs_num", detail: "must be in 0...\(vocabulary), got \(request.topLogprobs)")
+        }
+        if !request.sampling.stop.isEmpty && tokenizer == nil { throw .tokenizerRequired("stop strings") }
+        guard requests[request.id] == nil else { throw .invalidRequest(field: "rid", detail: "a request with id '\(request.id)' is already running") }
+    }
+
+    var queuedSequenceCount: Int { waiting.count + running.count }
+
+    func admit(_ state: RequestState) {
+        let request = state.request
+        requests[request.id] = state
+        let baseSeed = request.sampling.seed ?? UInt64.random(in: 0...UInt64.max)
+        for index in 0..<request.sampling.n {
+            arrivals += 1
+            // Each sample draws from its own stream: seed + index, mixed through SplitMix64.
+            let sequence = SequenceState(
+                request: state, sampleIndex: index, generator: SeededGenerator(seed: baseSeed &+ UInt64(index)),
+                arrival: arrivals, awaitingFork: index > 0)
+            if let tokenizer { sequence.decoder = tokenizer.makeIncrementalDecoder(skipSpecialTokens: request.sampling.skipSpecialTokens) }
+            state.samples.append(sequence)
+        }
+        if request.sampling.maxNewTokens == 0 {
+            for sequence in state.samples { finish(sequence, .length(0)) }
+            return
+        }
+        waiting.append(state.samples[0])
+    }
+
+    // MARK: Step
+
+    struct Chunk {
+        let sequence: SequenceState
+        let start: Int
+        let count: Int
+    }
+
+    /// Runs one forward over a batch of decode tokens and prompt chunks. Returns false when idle.
+    func step() throws -> Bool {
+        guard !memoryReleased else { return false }
+        var chunks: [Chunk] = []
+        var prefillBudget = options.chunkedPrefillSize
+        var scheduled = Set<ObjectIdentifier>()
+
+        // Running sequences first, oldest first: a decode token each, or the next chunk of their prefill.
+        running.sort { $0.arrival < $1.arrival }
+        var index = 0
+        while index < running.count {
+            let sequence = running[index]
+            let count = sequence.pending == 1 ? 1 : min(sequence.pending, prefillBudget)
+            if count == 0 {
+                index += 1
+                continue
+            }
+            if ensureBlocks(sequence, upTo: sequence.computed + count, protecting: scheduled) {
+                if count > 1 || sequence.computed < sequence.promptLength { prefillBudget -= count }
+                chunks.append(Chunk(sequence: sequence, start: sequence.computed, count: count))
+                scheduled.insert(ObjectIdentifier(sequence))
+                index += 1
+            } else if !running.contains(where: { $0 === sequence }) {
+                // It was preempted to make room for older sequences; `running` shrank under us.
+                continue
+            } else {
+                index += 1
+            }
+        }
+
+        // Then waiting sequences in arrival order, while there is room.
+        while let sequence = waiting.first, prefillBudget > 0,
+            running.count + sequence.request.request.sampling.n <= options.maxRunningRequests || running.isEmpty
+        {
+            if sequence.computed == 0, sequence.blockTable.isEmpty, let prefixCache {
+                // Reuse cached full blocks; at least one token must still run to produce logits.
+                let blocks = prefixCache.match(sequence.tokens, maximumBlocks: (sequence.tokens.count - 1) / pool.blockSize)
+                sequence.blockTable = blocks
+                sequence.computed = blocks.count * pool.blockSize
+            }
+            let count = min(sequence.pending, prefillBudget)
+            guard ensureBlocks(sequence, upTo: sequence.computed + count, protecting: scheduled, mayPreempt: false) else {
+                // All or nothing: a sequence left waiting holds no blocks, or it could starve the others.
+                releaseBlocks(sequence)
+                sequence.computed = 0
+                break
+            }
+            let cached = min(sequence.computed, sequence.promptLength)
+            sequence.cachedTokenCount += cached
+            counters.cachedPrompt += cached
+            waiting.removeFirst()
+            running.append(sequence)
+            prefillBudget -= count
+            chunks.append(Chunk(sequence: sequence, start: sequence.computed, count: count))
+            scheduled.insert(ObjectIdentifier(sequence))
+        }
+        if chunks.isEmpty, running.isEmpty, let head = waiting.first {
+            // Nothing runs and the head cannot start although every block is free or evictable: it can never
+            // fit (admission checks prevent this), so end it rather than stall every request behind it.
+            finish(head, .abort("the request needs more cache blocks than the engine has (\(pool.blockCount) blocks of \(pool.blockSize))"))
+            return true
+        }
+        guard !chunks.isEmpty else { return false }
+        try run(chunks)
+        counters.steps += 1
+        return true
+    }
+
+    /// Makes `sequence`'s block table cover `tokens` tokens, evicting cached prefixes and then preempting the
+    /// most recently admitted running sequences not in `protecting` when the pool is short.
+    func ensureBlocks(_ sequence: SequenceState, upTo tokens: Int, protecting: Set<ObjectIdentifier>, mayPreempt: Bool = true) -> Bool {
+        let needed = (tokens + pool.blockSize - 1) / pool.blockSize
+        while sequence.blockTable.count < needed {
+            if let block = pool.allocate() {
+                sequence.blockTable.append(block)
+                continue
+            }
+            if let prefixCache, prefixCache.evict(needed - sequence.blockTable.count) > 0 { continue }
+            guard mayPreempt else { return false }
+            // Preempt the newest running sequence that is not already in this batch (possibly this one).
+            guard let victim = running.filter({ !protecting.contains(ObjectIdentifier($0)) }).max(by: { $0.arrival < $1.arrival }) else {
+                return false
+            }
+            preempt(victim)
+            if victim === sequence { return false }
+        }
+        return true
+    }
+
+    /// Frees a sequence's blocks and queues it to recompute its tokens later (never fails the request).
+    func preempt(_ sequence: SequenceState) {
+        releaseBlocks(sequence)
+        sequence.computed = 0
+        running.removeAll { $0 === sequence }
+        let position = waiting.firstIndex { $0.arrival > sequence.arrival } ?? waiting.count
+        waiting.insert(sequence, at: position)
+        counters.preemptions += 1
+    }
+
+    func releaseBlocks(_ sequence: SequenceState) {
+        for block in sequence.blockTable { pool.release(block) }
+        sequence.blockTable = []
+    }
+
+    /// The forward over the chunks, then sampling for every sequence that reached the end of its tokens.
+    private func run(_ chunks: [Chunk]) throws {
+        var tokens: [Int32] = [], positions: [Int32] = [], slots: [Int32] = []
+        let size = pool.blockSize
+        for chunk in chunks {
+            for position in chunk.start..<(chunk.start + chunk.count) {
+                tokens.append(chunk.sequence.tokens[position])
+                positions.append(Int32(position))
+                slots.append(chunk.sequence.blockTable[position / size] * Int32(size) + Int32(position % size))
+            }
+        }
+        let cache = PagedBatchCache(
+            keyCaches: keyCaches, valueCaches: valueCaches, slots: slots, blockTables: chunks.map(\.sequence.blockTable),
+            blockSize: size, contextLengths: chunks.map { $0.start + $0.count }, queries: PackedSequences(lengths: chunks.map(\.count)))
+        let hidden = try model.forwardHidden(tokens: tokens, positions: positions, cache: cache)
+
+        var logitRows: [Int32] = []
+        var sampled: [SequenceState] = []
+        var row = 0
+        for chunk in chunks {
+            let sequence = chunk.sequence
+            let wasPrompt = sequence.computed < sequence.promptLength
+            sequence.computed += chunk.count
+            if sequence.computed < sequence.promptLength || wasPrompt { counters.prefilled += min(chunk.count, max(0, sequence.promptLength - chunk.start)) }
+            row += chunk.count
+            if sequence.computed == sequence.tokens.count {
+                logitRows.append(Int32(row - 1))
+                sampled.append(sequence)
+            }
+            if wasPrompt && sequence.computed >= sequence.promptLength {
+                prefixCache?.insert(sequence.tokens, blocks: Array(sequence.blockTable.prefix(sequence.computed / size)))
+            }
+        }
+        guard !logitRows.isEmpty else { return }
+        let logits = try model.backend.download(try model.logits(hidden: try model.backend.gatherRows(hidden, rows: logitRows)))
+        let vocabulary = model.config.vocabularySize
+        let values = logits.floats
+        for (i, sequence) in sampled.enumerated() {
+            let rowPointer = UnsafePointer(values.baseAddress! + i * vocabulary)
+            if sequence.generatedCount == 0 && sequence.sampleIndex == 0 {
+                try forkFollowers(of: sequence, logits: rowPointer)
+            }
+            sampleNext(sequence, logits: rowPointer)
+        }
+    }
+
+    /// When a group's first sample has computed the prompt, the other samples take its full prompt blocks
+    /// (shared), copy its last partial block, and sample their first tokens from the same logits.
+    private func forkFollowers(of leader: SequenceState, logits: UnsafePointer<Float>) throws {
+        let followers = leader.request.samples.filter { $0.awaitingFork && !$0.isFinished }
+        guard !followers.isEmpty else { return }
+        let size = pool.blockSize
+        let fullBlocks = leader.promptLength / size
+        let hasPartial = leader.promptLength % size != 0
+        for follower in followers {
+            follower.awaitingFork = false
+            var table = Array(leader.blockTable.prefix(fullBlocks))
+            table.forEach { pool.retain($0) }
+            if hasPartial {
+                guard let copy = allocateForFork(protecting: leader) else {
+                    // No room to fork: this sample prefills on its own later.
+                    table.forEach { pool.release($0) }
+                    waiting.append(follower)
+                    continue
+                }
+                let source = leader.blockTable[fullBlocks]
+                let sources = (0..<Int32(size)).map { source * Int32(size) + $0 }
+                let destinations = (0..<Int32(size)).map { copy * Int32(size) + $0 }
+                for layer in 0..<model.config.layerCount {
+                    try model.backend.copyRows(keyCaches[layer], from: sources, to: destinations)
+                    try model.backend.copyRows(valueCaches[layer], from: sources, to: destinations)
+                }
+                table.append(copy)
+            }
+            follower.blockTable = table
+            follower.computed = leader.promptLength
+            follower.cachedTokenCount = leader.promptLength
+            running.append(follower)
+            sampleNext(follower, logits: logits)
+        }
+    }
+
+    private func allocateForFork(protecting leader: SequenceState) -> Int32? {
+        if let block = pool.allocate() { return block }
+        if let prefixCache, prefixCache.evict(1) > 0 { return pool.allocate() }
+        return nil
+    }
+
+    // MARK: Sampling and stopping
+
+    private func sampleNext(_ sequence: SequenceState, logits: UnsafePointer<Float>) {
+        let request = sequence.request.request
+        let choice = Sampler.sample(
+            logits: logits, vocabularySize: model.config.vocabularySize, parameters: request.sampling,
+            generator: &sequence.generator, topLogprobs: request.topLogprobs)
+        sequence.tokens.append(choice.token)
+        sequence.outputLogprobs.append(choice.logprob)
+        if request.topLogprobs > 0 { sequence.topLogprobs.append(choice.alternatives) }
+        counters.generated += 1
+        var delta = ""
+        if var decoder = sequence.decoder {
+            delta = (try? decoder.push(choice.token)) ?? ""
+            sequence.decoder = decoder
+        }
+        let previousLength = sequence.text.count
+        sequence.text += delta
+        let sampling = request.sampling
+        var reason: FinishReason?
+        if !sampling.ignoreEOS && (tokenizer?.endOfSequenceTokenIDs ?? model.config.eosTokenIDs.map(Int32.init)).contains(choice.token) {
+            reason = .stopToken(choice.token)
+        } else if sampling.stopTokenIDs.contains(choice.token) {
+            reason = .stopToken(choice.token)
+        } else if let (stop, cut) = matchStopString(sequence.text, newFrom: previousLength, stops: sampling.stop) {
+            sequence.text = String(sequence.text.prefix(cut))
+            delta = sequence.text.count > previousLength ? String(sequence.text.dropFirst(previousLength)) : ""
+            reason = .stopString(stop)
+        } else if sequence.generatedCount >= sampling.maxNewTokens || sequence.tokens.count >= contextLength {
+            reason = .length(sequence.generatedCount)
+        }
+        sequence.request.continuation.yield(.tokens(sampleIndex: sequence.sampleIndex, tokens: [choice.token], logprobs: [choice.logprob], text: delta))
+        if let reason { finish(sequence, reason) }
+    }
+
+    /// The first stop string that now occurs in `text` at or after where the new text could complete one;
+    /// returns it and the character offset where the kept text ends.
+    private func matchStopString(_ text: String, newFrom previousLength: Int, stops: [String]) -> (String, Int)? {
+        guard !stops.isEmpty else { return nil }
+        let longest = stops.map(\.count).max() ?? 0
+        let windowStart = max(0, previousLength - longest + 1)
+        let window = String(text.dropFirst(windowStart))
+        var best: (String, Int)?
+        for stop in stops {
+            if let range = window.firstRange(of: stop) {
+                let offset = windowStart + window.distance(from: window.startIndex, to: range.lowerBound)
+                if offset < best?.1 ?? Int.max { best = (stop, offset) }
+            }
+        }
+        return best
+    }
+
+    func finish(_ sequence: SequenceState, _ reason: FinishReason) {
+        guard !sequence.isFinished else { return }
+        sequence.finishReason = reason
+        // Text held back for an incomplete character is flushed, unless a stop string already cut the text.
+        if case .stopString = reason {
+        } else if var decoder = sequence.decoder {
+            sequence.text += decoder.finish()
+            sequence.decoder = decoder
+        }
+        // Keep what this sequence computed for later requests, then let its blocks go.
+        if let prefixCache, !sequence.blockTable.isEmpty {
+            prefixCache.insert(Array(sequence.tokens.prefix(sequence.computed)), blocks: Array(sequence.blockTable.prefix(sequence.computed / pool.blockSize)))
+        }
+        releaseBlocks(sequence)
+        running.removeAll { $0 === sequence }
+        waiting.removeAll { $0 === sequence }
+        let state = sequence.request
+        state.continuation.yield(.finished(GenerationResult(
+            requestID: state.request.id, sampleIndex: sequence.sampleIndex, outputTokens: sequence.outputTokens,
+            outputLogprobs: sequence.outputLogprobs, topLogprobs: sequence.topLogprobs, text: sequence.text,
+            finishReason: reason, promptTokenCount: sequence.promptLength, cachedTokenCount: min(sequence.cachedTokenCount, sequence.promptLength),
+            weightVersion: weightVersion)))
+        state.unfinished -= 1
+        if state.unfinished == 0 {
+            state.continuation.finish()
+            requests[state.request.id] = nil
+        }
+    }
+
+    // MARK: Control
+
+    func abort(requestID: String, message: String = "aborted") -> Bool {
+        guard let state = requests[requestID] else { return false }
+        for sequence in state.samples where !sequence.isFinished { finish(sequence, .abort(message)) }
+        return true
+    }
+
+    func abortAll(message: String = "aborted") {
+        for id in Array(requests.keys) { _ = abort(requestID: id, message: message) }
+    }
+
+    /// Drops the prefix cache; refused (false) while requests are running, as SGLang does.
+    func flushCache() -> Bool {
+        guard running.isEmpty && waiting.isEmpty else { return false }
+        prefixCache?.clear()
+        return true
+    }
+
+    /// Frees the key/value cache memory (the trainer needs it); running requests are preempted and resume
+    /// when memory comes back.
+    func releaseMemory() {
+        guard !memoryReleased else { return }
+        for sequence in running { preempt(sequence) }
+        prefixCache?.clear()
+        keyCaches = []
+        valueCaches = []
+        memoryReleased = true
+    }
+
+    func resumeMemory() throws {
+        guard memoryReleased else { return }
+        try allocateCaches()
+        memoryReleased = false
+    }
+
+    /// New weights: cached keys and values were computed with the old ones, so every cached prefix is dropped
+    /// and running sequences recompute theirs.
+    func weightsChanged(version: String) {
+        for sequence in running { preempt(sequence) }
+        prefixCache?.clear()
+        weightVersion = version
+    }
+
+    var statistics: EngineStatistics {
+        EngineStatistics(
+            runningSequences: running.count, waitingSequences: waiting.count, totalBlocks: pool.blockCount, freeBlocks: pool.freeCount,
+            cachedBlocks: prefixCache?.cachedBlockCount ?? 0, peakUsedBlocks: pool.peakUsedCount, blockSize: pool.blockSize, memoryReleased: memoryReleased,
+            weightVersion: weightVersion, steps: counters.steps, generatedTokens: counters.generated,
+            prefilledTokens: counters.prefilled, cachedPromptTokens: counters.cachedPrompt, preemptions: counters.preemptions)
+    }
+}

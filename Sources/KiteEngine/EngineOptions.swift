@@ -1,0 +1,42 @@
+/// Capacity and scheduling knobs, named after SGLang's server flags.
+public struct EngineOptions: Sendable, Equatable {
+    /// Tokens per cache block.
+    public var blockSize = 16
+    /// `--max-total-tokens`: cache slots for all sequences together; nil sizes the cache from `memoryBudgetBytes`.
+    public var maxTotalTokens: Int?
+    /// Host memory for the key/value cache when `maxTotalTokens` is nil.
+    public var memoryBudgetBytes = 1 << 30
+    /// `--chunked-prefill-size`: prompt tokens per step at most (decode tokens are not counted).
+    public var chunkedPrefillSize = 2048
+    /// `--max-running-requests`: sequences in the running batch at most.
+    public var maxRunningRequests = 256
+    /// Requests waiting beyond this are refused (HTTP 503) rather than queued without bound.
+    public var maxQueuedRequests = 4096
+    /// `--disable-radix-cache`: no prefix reuse across requests (samples of one request still share).
+    public var disableRadixCache = false
+    /// `--context-length`: longest sequence (prompt + output); nil uses the model's `max_position_embeddings`.
+    public var contextLength: Int?
+
+    public init() {}
+}
+
+/// A snapshot of the engine's state, for tests, metrics and `/get_server_info`.
+public struct EngineStatistics: Sendable, Equatable {
+    public var runningSequences: Int
+    public var waitingSequences: Int
+    public var totalBlocks: Int
+    public var freeBlocks: Int
+    /// Blocks held by the prefix cache.
+    public var cachedBlocks: Int
+    /// The most blocks in use at once since start (or the last `resetPeakMemory`).
+    public var peakUsedBlocks: Int
+    public var blockSize: Int
+    public var memoryReleased: Bool
+    public var weightVersion: String
+    /// Forward steps run since start.
+    public var steps: Int
+    public var generatedTokens: Int
+    public var prefilledTokens: Int
+    public var cachedPromptTokens: Int
+    public var preemptions: Int
+}

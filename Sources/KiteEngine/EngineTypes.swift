@@ -1,0 +1,70 @@
+
+/// One generation request to the in-process engine.
+public struct GenerationRequest: Sendable {
+    public var id: String
+    public var promptTokens: [Int32]
+    public var sampling: SamplingParameters
+    /// Return the log-prob of every sampled token (always computed; this controls what is reported).
+    public var returnLogprob: Bool
+    /// Also return the `topLogprobs` most likely alternatives at every position.
+    public var topLogprobs: Int
+
+    public init(id: String, promptTokens: [Int32], sampling: SamplingParameters = SamplingParameters(), returnLogprob: Bool = false, topLogprobs: Int = 0) {
+        self.id = id
+        self.promptTokens = promptTokens
+        self.sampling = sampling
+        self.returnLogprob = returnLogprob
+        self.topLogprobs = topLogprobs
+    }
+}
+
+/// A token with its log-prob, as in SGLang's `output_token_logprobs` entries.
+public struct TokenLogprob: Sendable, Equatable {
+    public var token: Int32
+    public var logprob: Float
+}
+
+/// A finished sample.
+public struct GenerationResult: Sendable, Equatable {
+    public var requestID: String
+    public var sampleIndex: Int
+    public var outputTokens: [Int32]
+    /// Log-prob of each output token under `log_softmax(logits / temperature)` before truncation
+    /// (temperature 1 for greedy requests).
+    public var outputLogprobs: [Float]
+    /// The most likely alternatives at each position, when asked for.
+    public var topLogprobs: [[TokenLogprob]]
+    /// Decoded output (empty without a tokenizer).
+    public var text: String
+    public var finishReason: FinishReason
+    public var promptTokenCount: Int
+    /// Prompt tokens served from cache instead of computed for this sample.
+    public var cachedTokenCount: Int
+    /// The weights' version when the sample finished.
+    public var weightVersion: String
+}
+
+/// What a running request streams: new tokens of one sample, then that sample's result.
+public enum GenerationEvent: Sendable {
+    case tokens(sampleIndex: Int, tokens: [Int32], logprobs: [Float], text: String)
+    case finished(GenerationResult)
+}
+
+/// Text for an engine: encode prompts, decode outputs incrementally (stop strings, streaming).
+public protocol EngineTokenizer: Sendable {
+    var vocabularySize: Int { get }
+    /// Tokens that end a sample unless `ignore_eos`.
+    var endOfSequenceTokenIDs: [Int32] { get }
+    func encode(_ text: String) throws -> [Int32]
+    func decode(_ tokens: [Int32], skipSpecialTokens: Bool) throws -> String
+    /// A decoder that turns tokens into text as they arrive, emitting only complete characters.
+    func makeIncrementalDecoder(skipSpecialTokens: Bool) -> any IncrementalDecoder
+}
+
+/// Turns a stream of token ids into text.
+public protocol IncrementalDecoder {
+    /// Adds one token; returns the text that became complete.
+    mutating func push(_ token: Int32) throws -> String
+    /// Whatever text is still held back (an incomplete character) at the end.
+    mutating func finish() -> String
+}

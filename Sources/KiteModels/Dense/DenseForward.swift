@@ -1,0 +1,194 @@
+import KiteTensor
+
+/// What one block computed, kept for its backward.
+struct LayerActivations {
+    var input: Tensor
+    var normed: Tensor
+    var inverseRMS: Tensor
+    /// Query and key projections `[T, heads, headDim]` before the per-head norm (qwen3) and RoPE.
+    var queryProjected: Tensor
+    var keyProjected: Tensor
+    var queryNormInverseRMS: Tensor?
+    var keyNormInverseRMS: Tensor?
+    /// Attention inputs: rotated queries and keys, and values.
+    var query: Tensor
+    var key: Tensor
+    var value: Tensor
+    var attention: Tensor
+    var logSumExp: Tensor?
+    var middle: Tensor
+    var normed2: Tensor
+    var inverseRMS2: Tensor
+    var gate: Tensor
+    var up: Tensor
+    var activated: Tensor
+}
+
+/// Where a block's attention takes keys and values from.
+enum AttentionSource {
+    /// The batch itself: packed sequences (training; prefill without a cache).
+    case packed(AttentionLayout)
+    /// A cache the batch's keys are appended to (prefill, decode).
+    case cache(any KeyValueCache)
+}
+
+/// Everything a training forward keeps for the backward.
+public final class ForwardTape: @unchecked Sendable {
+    let tokens: Tensor
+    let layout: AttentionLayout
+    let cos: Tensor
+    let sin: Tensor
+    let targets: Tensor
+    let temperature: Float
+    /// Full activations per block, or only each block's input when recomputing.
+    var layers: [LayerActivations] = []
+    var layerInputs: [Tensor] = []
+    let recompute: Bool
+    var finalInput: Tensor?
+    var finalNormed: Tensor?
+    var finalInverseRMS: Tensor?
+
+    init(tokens: Tensor, layout: AttentionLayout, cos: Tensor, sin: Tensor, targets: Tensor, temperature: Float, recompute: Bool) {
+        self.tokens = tokens
+        self.layout = layout
+        self.cos = cos
+        self.sin = sin
+        self.targets = targets
+        self.temperature = temperature
+        self.recompute = recompute
+    }
+}
+
+/// Log-probabilities and entropies of a training forward, and the tape its backward needs.
+public struct TrainingForwardResult: @unchecked Sendable {
+    /// `logprobs[t] = log p(targets[t] | tokens[..<=t])` under `softmax(logits / temperature)`; 0 where the target is -1.
+    public let logprobs: Tensor
+    public let entropy: Tensor
+    /// Nil when activations were not kept.
+    public let tape: ForwardTape?
+}
+
+extension DenseTransformer {
+    /// The next token of each row within its own sequence, -1 at each sequence's last row.
+    public static func nextTokenTargets(tokens: [Int32], sequences: PackedSequences) -> [Int32] {
+        var targets = [Int32](repeating: -1, count: tokens.count)
+        for s in 0..<sequences.count {
+            let range = sequences.range(s)
+            for row in range where row + 1 < range.upperBound { targets[row] = tokens[row + 1] }
+        }
+        return targets
+    }
+
+    /// Training-mode forward over packed sequences: per-row log-prob of `targets` (default: the next token)
+    /// and entropy, both under `softmax(logits / temperature)`.
+    ///
+    /// - Parameters:
+    ///   - keepActivations: keep the tape for `backward` (false for reference / old log-probs).
+    ///   - recompute: keep only each block's input and recompute the block during backward.
+    public func forward(
+        tokens: [Int32], sequences: PackedSequences, targets: [Int32]? = nil, temperature: Float = 1,
+        keepActivations: Bool = true, recompute: Bool = false
+    ) throws -> TrainingForwardResult {
+        guard tokens.count == sequences.totalLength else {
+            throw ModelError.invalidInput("\(tokens.count) tokens for packed sequences of total length \(sequences.totalLength)")
+        }
+        try validate(tokens: tokens)
+        let targetValues = targets ?? Self.nextTokenTargets(tokens: tokens, sequences: sequences)
+        guard targetValues.count == tokens.count else {
+            throw ModelError.invalidInput("\(targetValues.count) targets for \(tokens.count) tokens")
+        }
+        for (position, target) in targetValues.enumerated() where target < -1 || Int(target) >= config.vocabularySize {
+            throw ModelError.invalidInput("target id \(target) at position \(position) is outside the vocabulary (0..<\(config.vocabularySize)); use -1 for no target")
+        }
+        let tokenTensor = try backend.upload(Tensor(int32: tokens))
+        let targetTensor = try backend.upload(Tensor(int32: targetValues))
+        let (cos, sin) = try rotaryTables(positions: sequences.positions())
+        let layout = AttentionLayout(selfAttention: sequences)
+        let tape = ForwardTape(tokens: tokenTensor, layout: layout, cos: cos, sin: sin, targets: targetTensor, temperature: temperature, recompute: recompute)
+
+        var x = try backend.embedding(ids: tokenTensor, table: embedding)
+        for layer in layers {
+            let keep = keepActivations && !recompute
+            if keepActivations && recompute { tape.layerInputs.append(x) }
+            let (output, activations) = try layerForward(layer, x, cos: cos, sin: sin, attention: .packed(layout), keep: keep)
+            if let activations { tape.layers.append(activations) }
+            x = output
+        }
+        let (normed, inverseRMS) = try backend.rmsNorm(x, weight: finalNorm, epsilon: config.rmsNormEpsilon)
+        let (logprobs, entropy) = try backend.logprobsAndEntropy(hidden: normed, weight: outputWeight, targets: targetTensor, temperature: temperature)
+        guard keepActivations else { return TrainingForwardResult(logprobs: logprobs, entropy: entropy, tape: nil) }
+        tape.finalInput = x
+        tape.finalNormed = normed
+        tape.finalInverseRMS = inverseRMS
+        return TrainingForwardResult(logprobs: logprobs, entropy: entropy, tape: tape)
+    }
+
+    /// Inference forward of new tokens whose keys and values join `cache`: returns the final normalised
+    /// hidden states `[T, hidden]` (feed rows of it to `logits`).
+    public func forwardHidden(tokens: [Int32], positions: [Int32], cache: any KeyValueCache) throws -> Tensor {
+        guard tokens.count == positions.count else {
+            throw ModelError.invalidInput("\(tokens.count) tokens but \(positions.count) positions")
+        }
+        try validate(tokens: tokens)
+        let (cos, sin) = try rotaryTables(positions: positions)
+        var x = try backend.embedding(ids: try backend.upload(Tensor(int32: tokens)), table: embedding)
+        for layer in layers {
+            x = try layerForward(layer, x, cos: cos, sin: sin, attention: .cache(cache), keep: false).output
+        }
+        return try backend.rmsNorm(x, weight: finalNorm, epsilon: config.rmsNormEpsilon).output
+    }
+
+    /// Logits `[T, vocabulary]` of final hidden states `[T, hidden]`.
+    public func logits(hidden: Tensor) throws -> Tensor {
+        try backend.matmul(hidden, outputWeight, transposeA: false, transposeB: true)
+    }
+
+    func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) throws -> Tensor {
+        let y = try backend.matmul(x, weight, transposeA: false, transposeB: true)
+        if let bias { try backend.addBias(y, bias: bias) }
+        return y
+    }
+
+    /// One decoder block. Returns its output and, when `keep`, what its backward needs.
+    func layerForward(_ layer: DenseLayer, _ x: Tensor, cos: Tensor, sin: Tensor, attention source: AttentionSource, keep: Bool) throws -> (output: Tensor, activations: LayerActivations?) {
+        let tokens = x.shape[0]
+        let (heads, kvHeads, headDim) = (config.attentionHeads, config.keyValueHeads, config.headDim)
+        let (normed, inverseRMS) = try backend.rmsNorm(x, weight: layer.inputNorm, epsilon: config.rmsNormEpsilon)
+        let queryProjected = try linear(normed, layer.qProj, layer.qBias).reshaped([tokens, heads, headDim])
+        let keyProjected = try linear(normed, layer.kProj, layer.kBias).reshaped([tokens, kvHeads, headDim])
+        let value = try linear(normed, layer.vProj, layer.vBias).reshaped([tokens, kvHeads, headDim])
+        var queryNormed = queryProjected, keyNormed = keyProjected
+        var queryNormInverse: Tensor?, keyNormInverse: Tensor?
+        if let qNorm = layer.qNorm, let kNorm = layer.kNorm {
+            let q = try backend.rmsNorm(queryProjected, weight: qNorm, epsilon: config.rmsNormEpsilon)
+            let k = try backend.rmsNorm(keyProjected, weight: kNorm, epsilon: config.rmsNormEpsilon)
+            (queryNormed, queryNormInverse) = (q.output, q.inverseRMS)
+            (keyNormed, keyNormInverse) = (k.output, k.inverseRMS)
+        }
+        let query = try backend.rope(queryNormed, cos: cos, sin: sin, inverse: false)
+        let key = try backend.rope(keyNormed, cos: cos, sin: sin, inverse: false)
+        let attended: Tensor
+        var logSumExp: Tensor?
+        switch source {
+        case .packed(let layout):
+            (attended, logSumExp) = try backend.attention(query: query, key: key, value: value, layout: layout, scale: attentionScale)
+        case .cache(let cache):
+            attended = try cache.attend(layer: layer.index, query: query, key: key, value: value, scale: attentionScale, backend: backend)
+        }
+        let attention = attended.reshaped([tokens, heads * headDim])
+        let middle = try linear(attention, layer.oProj, layer.oBias)
+        try backend.accumulate(x, into: middle, scale: 1)
+        let (normed2, inverseRMS2) = try backend.rmsNorm(middle, weight: layer.postNorm, epsilon: config.rmsNormEpsilon)
+        let gate = try linear(normed2, layer.gateProj, layer.gateBias)
+        let up = try linear(normed2, layer.upProj, layer.upBias)
+        let activated = try backend.swiglu(gate: gate, up: up)
+        let output = try linear(activated, layer.downProj, layer.downBias)
+        try backend.accumulate(middle, into: output, scale: 1)
+        guard keep else { return (output, nil) }
+        return (output, LayerActivations(
+            input: x, normed: normed, inverseRMS: inverseRMS, queryProjected: queryProjected, keyProjected: keyProjected,
+            queryNormInverseRMS: queryNormInverse, keyNormInverseRMS: keyNormInverse, query: query, key: key, value: value,
+            attention: attention, logSumExp: logSumExp, middle: middle, normed2: normed2, inverseRMS2: inverseRMS2,
+            gate: gate, up: up, activated: activated))
+    }
+}

@@ -1,0 +1,149 @@
+/// The coarse operations model code is written in. Every backend implements all of them; the CPU backend
+/// is the reference (fp32 math, deterministic) that other backends are tested against.
+///
+/// Conventions shared by every operation:
+/// - Tensors are contiguous and row-major. Packed token batches have the token dimension first: `[T, ...]`.
+/// - Linear weights use Hugging Face's layout `[out, in]`, so a projection is `matmul(x, w, transposeB: true)`.
+/// - Operations allocate and return their outputs. Parameter gradients are *accumulated* into tensors the
+///   caller passes (`weightGradient`, `tableGradient`), so gradient accumulation over micro-batches is free.
+/// - Backward functions take what their forward returned (for example `inverseRMS`, `logSumExp`) instead
+///   of recomputing it.
+public protocol Backend: AnyObject, Sendable {
+    var device: Device { get }
+
+    // MARK: Memory
+
+    /// A zero-filled tensor on this backend's device.
+    func zeros(_ shape: [Int], dtype: DType) throws -> Tensor
+    /// A copy of a host tensor on this backend's device (the CPU backend may return it as is).
+    func upload(_ host: Tensor) throws -> Tensor
+    /// A host copy of a tensor of this backend (the CPU backend may return it as is).
+    func download(_ tensor: Tensor) throws -> Tensor
+    /// Copies `source` into `destination` (same shape and dtype).
+    func copy(_ source: Tensor, into destination: Tensor) throws
+    /// A converted copy (round-to-nearest-even for narrowing conversions).
+    func cast(_ x: Tensor, to dtype: DType) throws -> Tensor
+
+    // MARK: Linear algebra
+
+    /// `op(a) * op(b)`; rank-2 operands, or rank-3 with a shared leading batch dimension.
+    func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool) throws -> Tensor
+    /// `c = alpha * op(a) * op(b) + beta * c` in place.
+    func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, into c: Tensor, alpha: Float, beta: Float) throws
+
+    // MARK: Elementwise and reductions
+
+    /// `a + b` (same shape).
+    func add(_ a: Tensor, _ b: Tensor) throws -> Tensor
+    /// `target += scale * x` in place.
+    func accumulate(_ x: Tensor, into target: Tensor, scale: Float) throws
+    /// `x *= factor` in place.
+    func scale(_ x: Tensor, by factor: Float) throws
+    /// Sum of squares of all elements, accumulated in fp64 (gradient norms).
+    func sumOfSquares(_ x: Tensor) throws -> Double
+    /// Sets every element to `value`.
+    func fill(_ x: Tensor, with value: Float) throws
+    /// Adds `bias` `[N]` to every row of `x` `[..., N]` in place.
+    func addBias(_ x: Tensor, bias: Tensor) throws
+    /// Adds the column sums of `x` `[..., N]` into `target` `[N]` (the gradient of a bias).
+    func accumulateColumnSums(_ x: Tensor, into target: Tensor) throws
+
+    // MARK: Normalisation
+
+    /// Row-wise RMSNorm over the last dimension: `y = x / sqrt(mean(x^2) + eps) * weight`.
+    /// Returns the output and the per-row `1 / rms` that backward needs.
+    func rmsNorm(_ x: Tensor, weight: Tensor, epsilon: Float) throws -> (output: Tensor, inverseRMS: Tensor)
+    /// Gradient with respect to the input; adds the weight's gradient into `weightGradient` when given.
+    func rmsNormBackward(_ dOutput: Tensor, input: Tensor, weight: Tensor, inverseRMS: Tensor, weightGradient: Tensor?) throws -> Tensor
+
+    // MARK: Rotary position embedding
+
+    /// Rotates `x` `[T, heads, D]` by per-row angles: `cos`/`sin` are `[T, D/2]`, already scaled
+    /// (YaRN's attention factor included). Halves are paired as in Hugging Face's `rotate_half`:
+    /// element `i` with element `i + D/2`. `inverse` rotates by the negative angle, which is the backward.
+    func rope(_ x: Tensor, cos: Tensor, sin: Tensor, inverse: Bool) throws -> Tensor
+
+    // MARK: Attention
+
+    /// Softmax attention over packed sequences. `query` `[Tq, Hq, D]`, `key` `[Tk, Hkv, D]`, `value`
+    /// `[Tk, Hkv, Dv]` with `Hq` a multiple of `Hkv` (grouped-query attention). Returns the output
+    /// `[Tq, Hq, Dv]` and the log-sum-exp of the scaled scores `[Tq, Hq]` for the backward.
+    func attention(query: Tensor, key: Tensor, value: Tensor, layout: AttentionLayout, scale: Float) throws -> (output: Tensor, logSumExp: Tensor)
+    func attentionBackward(
+        dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, output: Tensor, logSumExp: Tensor,
+        layout: AttentionLayout, scale: Float
+    ) throws -> (dQuery: Tensor, dKey: Tensor, dValue: Tensor)
+
+    // MARK: Paged key/value cache
+
+    /// Writes each row of `key` `[T, kvHeads, D]` and `value` `[T, kvHeads, Dv]` into slot `slots[t]` of the
+    /// caches `[slotCount, kvHeads, D]` / `[slotCount, kvHeads, Dv]` (slot = block * blockSize + offset).
+    func storeKeyValues(key: Tensor, value: Tensor, keyCache: Tensor, valueCache: Tensor, slots: [Int32]) throws
+    /// Attention of packed queries over keys and values held in cache blocks. Sequence `s` has the query rows
+    /// of `queries.range(s)` and a context of `contextLengths[s]` tokens (its new tokens included, already
+    /// stored), whose slots are `blockTables[s][i / blockSize] * blockSize + i % blockSize`. Causal, aligned
+    /// at the end of the context, like `attention`.
+    func pagedAttention(
+        query: Tensor, keyCache: Tensor, valueCache: Tensor, blockTables: [[Int32]], blockSize: Int,
+        contextLengths: [Int], queries: PackedSequences, scale: Float
+    ) throws -> Tensor
+    /// Copies whole cache rows: row `destinations[i]` becomes row `sources[i]` (copy-on-write of blocks).
+    func copyRows(_ tensor: Tensor, from sources: [Int32], to destinations: [Int32]) throws
+    /// Rows `rows` of `x` `[N, ...]`, stacked.
+    func gatherRows(_ x: Tensor, rows: [Int32]) throws -> Tensor
+
+    // MARK: Feed-forward
+
+    /// `silu(gate) * up`.
+    func swiglu(gate: Tensor, up: Tensor) throws -> Tensor
+    func swigluBackward(dOutput: Tensor, gate: Tensor, up: Tensor) throws -> (dGate: Tensor, dUp: Tensor)
+
+    // MARK: Embedding
+
+    /// Rows of `table` `[V, D]` for `ids` (i32 `[T]`); an id outside `0..<V` throws.
+    func embedding(ids: Tensor, table: Tensor) throws -> Tensor
+    /// Adds `dOutput` rows into `tableGradient` at `ids`.
+    func embeddingBackward(dOutput: Tensor, ids: Tensor, tableGradient: Tensor) throws
+
+    // MARK: Output head
+
+    /// For each row `t` of `hidden` `[T, D]`: the distribution `p = softmax(hidden[t] * weight^T / temperature)`
+    /// over the vocabulary (`weight` `[V, D]`), the log-probability of `targets[t]` and the entropy of `p`.
+    /// A negative target marks a row with no target: its log-prob is 0, its entropy is still computed.
+    /// Never holds more than a chunk of rows of `[T, V]` logits at a time.
+    func logprobsAndEntropy(hidden: Tensor, weight: Tensor, targets: Tensor, temperature: Float) throws -> (logprobs: Tensor, entropy: Tensor)
+    /// Gradient with respect to `hidden` given gradients of the loss with respect to each row's log-prob and
+    /// entropy; adds the gradient with respect to `weight` into `weightGradient` when given.
+    func logprobsAndEntropyBackward(
+        dLogprobs: Tensor, dEntropy: Tensor, hidden: Tensor, weight: Tensor, targets: Tensor, temperature: Float,
+        weightGradient: Tensor?
+    ) throws -> Tensor
+
+    // MARK: Optimizer
+
+    /// One AdamW update of fp32 `parameter` in place, with its moments, from `gradient`.
+    func adamw(parameter: Tensor, gradient: Tensor, firstMoment: Tensor, secondMoment: Tensor, step: AdamWStep) throws
+}
+
+/// The scalars of one AdamW step (decoupled weight decay, bias-corrected moments), as in PyTorch's AdamW.
+public struct AdamWStep: Sendable, Equatable {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    public var weightDecay: Float
+    /// 1 for the first step.
+    public var step: Int
+    /// Multiplies the gradient before the update (gradient clipping folds in here).
+    public var gradientScale: Float
+
+    public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0, step: Int, gradientScale: Float = 1) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.step = step
+        self.gradientScale = gradientScale
+    }
+}
