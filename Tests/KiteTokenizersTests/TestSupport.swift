@@ -1,4 +1,5 @@
 import Foundation
+import KiteGGUF
 import KiteJSON
 import Testing
 
@@ -33,7 +34,6 @@ enum Assets {
     }
 
     static let fetchHint = "run scripts/assets/fetch.sh"
-    static let referenceHint = "run python3 scripts/reference/tokenizers_reference.py (needs transformers, tokenizers, gguf)"
 }
 
 func loadJSON(_ url: URL) throws -> JSONValue {
@@ -74,15 +74,33 @@ struct CorpusFixture: Sendable {
     }
 }
 
-/// GGUF tokenizer metadata dumped by scripts/reference/tokenizers_reference.py (until Kite reads GGUF itself).
-func ggufMetadataFromDump(_ name: String) throws -> GGUFTokenizerMetadata {
-    let json = try loadJSON(Paths.asset("tokenizers/\(name)-gguf/metadata.json"))
-    return GGUFTokenizerMetadata(
-        model: json["model"]?.stringValue ?? "", pre: json["pre"]?.stringValue, tokens: json["tokens"]?.strings ?? [],
-        merges: json["merges"]?.strings ?? [], tokenTypes: json["token_types"]?.ints.map { Int32($0) },
-        bosTokenID: json["bos_token_id"]?.intValue, eosTokenID: json["eos_token_id"]?.intValue,
-        paddingTokenID: json["padding_token_id"]?.intValue, unknownTokenID: json["unknown_token_id"]?.intValue,
-        addBOS: json["add_bos_token"]?.boolValue, addEOS: json["add_eos_token"]?.boolValue, source: name)
+/// The two real tokenizers' GGUF files (fetched by scripts/assets/fetch.sh).
+enum RealGGUF {
+    static let files = ["smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf", "r1": "DeepSeek-R1-Distill-Qwen-7B-part-0000.gguf"]
+
+    private static let loaded: [String: Result<(GGUFTokenizerMetadata, Tokenizer), any Error>] = {
+        var result: [String: Result<(GGUFTokenizerMetadata, Tokenizer), any Error>] = [:]
+        for (name, file) in files where Assets.exists(file) {
+            result[name] = Result {
+                let metadata = try GGUFTokenizerMetadata(metadata: try GGUFFile(path: Paths.asset(file).path).metadata)
+                return (metadata, try Tokenizer(ggufMetadata: metadata))
+            }
+        }
+        return result
+    }()
+
+    /// Whether the test may run; records a failure when assets are required but missing.
+    static func available(_ name: String) -> Bool {
+        Assets.check(files[name] ?? name, howToGet: Assets.fetchHint)
+    }
+
+    static func tokenizer(_ name: String) throws -> Tokenizer {
+        try #require(loaded[name]).get().1
+    }
+
+    static func metadata(_ name: String) throws -> GGUFTokenizerMetadata {
+        try #require(loaded[name]).get().0
+    }
 }
 
 /// Byte equality: Swift's `==` on strings is canonical equivalence, which would hide normalization bugs.

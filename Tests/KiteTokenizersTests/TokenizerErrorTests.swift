@@ -1,4 +1,5 @@
 import Foundation
+import KiteGGUF
 import KiteJSON
 import Testing
 
@@ -163,5 +164,92 @@ import Testing
         #expect(error { $0.merges = ["h ☃"] }?.message.contains("\"☃\" is not in the vocabulary") == true)
         #expect(error { $0.bosTokenID = 9999 }?.field == "tokenizer.ggml.bos_token_id")
         #expect(error { $0.eosTokenID = -1 }?.field == "tokenizer.ggml.eos_token_id")
+    }
+}
+
+/// GGUF files whose tokenizer metadata is missing or mistyped, built in memory.
+@Suite struct GGUFTokenizerFileTests {
+    enum Value {
+        case string(String)
+        case strings([String])
+        case uint32(UInt32)
+        case int32s([Int32])
+        case bool(Bool)
+    }
+
+    /// A GGUF v3 file with no tensors and the given metadata.
+    static func gguf(_ entries: [(String, Value)]) -> [UInt8] {
+        var bytes: [UInt8] = Array("GGUF".utf8)
+        func u32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+        func u64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+        func string(_ text: String) {
+            u64(UInt64(text.utf8.count))
+            bytes += Array(text.utf8)
+        }
+        u32(3)
+        u64(0)
+        u64(UInt64(entries.count))
+        for (key, value) in entries {
+            string(key)
+            switch value {
+            case .string(let text): u32(8); string(text)
+            case .strings(let texts): u32(9); u32(8); u64(UInt64(texts.count)); texts.forEach(string)
+            case .uint32(let number): u32(4); u32(number)
+            case .int32s(let numbers): u32(9); u32(5); u64(UInt64(numbers.count)); numbers.forEach { u32(UInt32(bitPattern: $0)) }
+            case .bool(let flag): u32(7); bytes.append(flag ? 1 : 0)
+            }
+        }
+        return bytes
+    }
+
+    static let tokens = (0..<256).map { ByteLevel.spelling(of: [UInt8($0)]) } + ["he", "<|end|>"]
+    static let valid: [(String, Value)] = [
+        ("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("llama-bpe")),
+        ("tokenizer.ggml.tokens", .strings(tokens)), ("tokenizer.ggml.merges", .strings(["h e"])),
+        ("tokenizer.ggml.token_type", .int32s(Array(repeating: 1, count: 257) + [3])),
+        ("tokenizer.ggml.bos_token_id", .uint32(257)), ("tokenizer.ggml.eos_token_id", .uint32(257)),
+    ]
+
+    static func load(_ entries: [(String, Value)]) throws(TokenizerError) -> Tokenizer {
+        let file: GGUFFile
+        do {
+            file = try GGUFFile(bytes: gguf(entries), name: "mem.gguf")
+        } catch {
+            throw TokenizerError(.io, source: "mem.gguf", "\(error)")
+        }
+        return try Tokenizer(gguf: file)
+    }
+
+    @Test func aSmallGGUFTokenizerLoads() throws {
+        let tokenizer = try GGUFTokenizerFileTests.load(GGUFTokenizerFileTests.valid)
+        // llama-bpe: ignore_merges, Llama 3 regex, BOS added by default.
+        #expect(tokenizer.encode("he<|end|>", addSpecialTokens: true) == [257, 256, 257])
+        #expect(tokenizer.addBOS && tokenizer.isSpecial(257))
+        #expect(try tokenizer.decode([256, 257], skipSpecialTokens: true) == "he")
+    }
+
+    @Test func missingAndMistypedKeysAreNamed() throws {
+        var entries = GGUFTokenizerFileTests.valid
+        entries.removeFirst()
+        #expect(throws: TokenizerError(.missingField, source: "mem.gguf", field: "tokenizer.ggml.model", "missing (expected a string)")) {
+            try GGUFTokenizerFileTests.load(entries)
+        }
+        entries = GGUFTokenizerFileTests.valid
+        entries[2] = ("tokenizer.ggml.tokens", .uint32(5))
+        do {
+            _ = try GGUFTokenizerFileTests.load(entries)
+            Issue.record("loaded")
+        } catch {
+            #expect(error.field == "tokenizer.ggml.tokens" && error.message == "expected an array of strings, found a u32", "\(error)")
+        }
+        entries = GGUFTokenizerFileTests.valid
+        entries[5] = ("tokenizer.ggml.bos_token_id", .string("1"))
+        do {
+            _ = try GGUFTokenizerFileTests.load(entries)
+            Issue.record("loaded")
+        } catch {
+            #expect(error.field == "tokenizer.ggml.bos_token_id", "\(error)")
+        }
+        #expect(throws: TokenizerError.self) { try Tokenizer(ggufPath: "/nonexistent/model.gguf") }
     }
 }

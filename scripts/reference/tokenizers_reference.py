@@ -7,7 +7,6 @@ Writes into .assets/tokenizers/ (git-ignored, large):
                                 token at its GGUF id, token types 3 (control) and 4 (user-defined) as atomic added
                                 tokens (special for type 3), and the pre-tokenizer that llama.cpp maps
                                 `tokenizer.ggml.pre` to
-  <name>-gguf/metadata.json     the GGUF's tokenizer arrays as JSON (for developing without a GGUF reader)
 and into Tests/Fixtures/tokenizers/ (committed, compact):
   corpus.json    plain-text corpus; transformers' ids, and the GGUF-faithful ids where they differ
   special.json   special tokens inside text: GGUF-faithful ids, with and without added special tokens, and decodes
@@ -145,8 +144,6 @@ def main() -> None:
         meta = read_gguf(path)
         gguf_dir = os.path.join(OUT, name + "-gguf")
         os.makedirs(gguf_dir, exist_ok=True)
-        with open(os.path.join(gguf_dir, "metadata.json"), "w", encoding="utf-8") as f:
-            json.dump(meta, f, ensure_ascii=False)
         spec = gguf_faithful_tokenizer_json(meta)
         with open(os.path.join(gguf_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
             json.dump(spec, f, ensure_ascii=False)
