@@ -95,17 +95,18 @@ struct ByteStringTable: Sendable {
 }
 
 /// Pairs of token ids to the merge that joins them: its rank (lower merges first) and the id it produces.
+/// Key and value sit side by side, so a probe touches one cache line: with a 150k-merge vocabulary the table
+/// is several megabytes and lookups are bound by memory latency.
 struct MergeTable: Sendable {
-    private var keys: [UInt64]
-    private var values: [UInt64]
+    /// Slot i holds its key at 2i and its value at 2i+1.
+    private var slots: [UInt64]
     private let mask: Int
     private static let empty = UInt64.max
 
     init(capacityFor count: Int) {
         var capacity = 16
         while capacity < count * 2 { capacity <<= 1 }
-        keys = Array(repeating: MergeTable.empty, count: capacity)
-        values = Array(repeating: 0, count: capacity)
+        slots = Array(repeating: MergeTable.empty, count: capacity * 2)
         mask = capacity - 1
     }
 
@@ -118,12 +119,12 @@ struct MergeTable: Sendable {
     mutating func insert(left: Int32, right: Int32, rank: Int32, result: Int32) {
         let key = UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
         var slot = MergeTable.slot(key, mask)
-        while keys[slot] != MergeTable.empty {
-            if keys[slot] == key { return }
+        while slots[2 * slot] != MergeTable.empty {
+            if slots[2 * slot] == key { return }
             slot = (slot + 1) & mask
         }
-        keys[slot] = key
-        values[slot] = UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: result))
+        slots[2 * slot] = key
+        slots[2 * slot + 1] = UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: result))
     }
 
     /// The merge of `left` then `right` as (rank, result), packed: rank in the high half. `UInt64.max` when none.
@@ -131,10 +132,10 @@ struct MergeTable: Sendable {
     func lookup(_ left: Int32, _ right: Int32) -> UInt64 {
         let key = UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
         var slot = MergeTable.slot(key, mask)
-        return keys.withUnsafeBufferPointer { keys in
+        return slots.withUnsafeBufferPointer { slots in
             while true {
-                let stored = keys[slot]
-                if stored == key { return values[slot] }
+                let stored = slots[2 * slot]
+                if stored == key { return slots[2 * slot + 1] }
                 if stored == MergeTable.empty { return UInt64.max }
                 slot = (slot + 1) & mask
             }

@@ -98,21 +98,24 @@ extension PreTokenizer {
             swap(&pieces, &scratch.next)
         case .digits(let individual):
             scratch.next.removeAll(keepingCapacity: true)
-            for (lower, upper) in pieces {
-                scratch.flagged.removeAll(keepingCapacity: true)
-                var start = lower
-                var position = lower
-                while position < upper {
-                    let (scalar, length) = decode(text, position, upper)
-                    if UnicodeClass.contains(scalar, .number) {
-                        if start < position { scratch.flagged.append((start, position, false)) }
-                        scratch.flagged.append((position, position + length, true))
-                        start = position + length
+            UnicodeClassTable.with { table in
+                for (lower, upper) in pieces {
+                    // Runs of digits and of other text; individual digits each make their own piece.
+                    var start = lower
+                    var position = lower
+                    var inDigits = false
+                    while position < upper {
+                        let (scalar, length) = decode(text, position, upper)
+                        let isDigit = table.contains(scalar, .number)
+                        if position > start, isDigit != inDigits || (isDigit && individual) {
+                            scratch.next.append((start, position))
+                            start = position
+                        }
+                        inDigits = isDigit
+                        position += length
                     }
-                    position += length
+                    if start < upper { scratch.next.append((start, upper)) }
                 }
-                if start < upper { scratch.flagged.append((start, upper, false)) }
-                PreTokenizer.apply(individual ? .isolated : .contiguous, scratch.flagged, into: &scratch.next)
             }
             swap(&pieces, &scratch.next)
         }

@@ -15,6 +15,7 @@ public final class Tokenizer: Sendable {
     let prefixIDs: [Int]
     let suffixIDs: [Int]
     let table: TokenTable
+    let cache = PieceCache()
 
     /// Number of ids: one more than the largest id of any token (model or added).
     public var vocabularySize: Int { table.count }
@@ -137,12 +138,12 @@ public final class Tokenizer: Sendable {
     private func encodePreTokenized(_ buffer: UnsafeBufferPointer<UInt8>, lower: Int, upper: Int, into ids: inout [Int], scratch: inout EncodeScratch) {
         guard lower < upper else { return }
         guard let preTokenizer else {
-            model.tokenize(UnsafeBufferPointer(rebasing: buffer[lower..<upper]), into: &ids, scratch: &scratch.bpe)
+            tokenize(UnsafeBufferPointer(rebasing: buffer[lower..<upper]), into: &ids, scratch: &scratch)
             return
         }
         if preTokenizer.addsPrefixSpace {
             for piece in preTokenizer.piecesWithPrefixSpace(Array(buffer[lower..<upper]), scratch: &scratch.preTokenizer) {
-                piece.withUnsafeBufferPointer { model.tokenize($0, into: &ids, scratch: &scratch.bpe) }
+                piece.withUnsafeBufferPointer { tokenize($0, into: &ids, scratch: &scratch) }
             }
             return
         }
@@ -150,8 +151,21 @@ public final class Tokenizer: Sendable {
         scratch.pieces.append((lower, upper))
         preTokenizer.split(buffer, pieces: &scratch.pieces, scratch: &scratch.preTokenizer)
         for (start, end) in scratch.pieces {
-            model.tokenize(UnsafeBufferPointer(rebasing: buffer[start..<end]), into: &ids, scratch: &scratch.bpe)
+            tokenize(UnsafeBufferPointer(rebasing: buffer[start..<end]), into: &ids, scratch: &scratch)
         }
+    }
+
+    /// BPE on one piece, through the cache for pieces of a few bytes or more.
+    @inline(__always)
+    private func tokenize(_ piece: UnsafeBufferPointer<UInt8>, into ids: inout [Int], scratch: inout EncodeScratch) {
+        guard piece.count > 2, piece.count <= PieceCache.maximumPieceLength else {
+            model.tokenize(piece, into: &ids, scratch: &scratch.bpe)
+            return
+        }
+        if cache.append(piece, to: &ids) { return }
+        let first = ids.count
+        model.tokenize(piece, into: &ids, scratch: &scratch.bpe)
+        cache.insert(piece, tokens: ids[first...])
     }
 
     /// The text of `ids`. Token bytes are concatenated, then read as UTF-8, with U+FFFD for bytes that do not

@@ -26,15 +26,20 @@ enum KnownPattern: Sendable, Equatable {
     /// Appends the end offset of each match in `text[lower..<upper]`. These patterns match at every position,
     /// so the matches tile the text and their ends are all a split needs.
     func appendMatchEnds(in text: UnsafeBufferPointer<UInt8>, lower: Int, upper: Int, into ends: inout [Int]) {
-        var position = lower
-        while position < upper {
-            let end: Int
+        UnicodeClassTable.with { table in
+            var position = lower
             switch self {
-            case .gpt2: end = gpt2Match(text, position, upper)
-            case .qwen2(let maxDigits): end = qwen2Match(text, position, upper, maxDigits: maxDigits)
+            case .gpt2:
+                while position < upper {
+                    position = gpt2Match(text, position, upper, table)
+                    ends.append(position)
+                }
+            case .qwen2(let maxDigits):
+                while position < upper {
+                    position = qwen2Match(text, position, upper, maxDigits: maxDigits, table)
+                    ends.append(position)
+                }
             }
-            ends.append(end)
-            position = end
         }
     }
 }
@@ -78,7 +83,10 @@ private func contractionEnd(_ text: UnsafeBufferPointer<UInt8>, _ position: Int,
 
 /// The end of the run of scalars in (or, with `outside`, not in) `classes` starting at `position`.
 @inline(__always)
-private func runEnd(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper: Int, _ classes: UnicodeClass, outside: Bool = false, limit: Int = Int.max) -> Int {
+private func runEnd(
+    _ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper: Int, _ classes: UnicodeClass, _ table: ClassLookup,
+    outside: Bool = false, limit: Int = Int.max
+) -> Int {
     var index = position
     var count = 0
     while index < upper, count < limit {
@@ -91,7 +99,7 @@ private func runEnd(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper
         } else {
             (scalar, length) = decode(text, index, upper)
         }
-        if UnicodeClass.contains(scalar, classes) == outside { break }
+        if table.contains(scalar, classes) == outside { break }
         index += length
         count += 1
     }
@@ -101,44 +109,44 @@ private func runEnd(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper
 /// `\s+(?!\S)|\s+` at a whitespace scalar: the whole run when it reaches the end of the text, otherwise all
 /// but its last scalar (which then prefixes the next word), or the single scalar when the run has one.
 @inline(__always)
-private func whitespaceMatch(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper: Int) -> Int {
-    let end = runEnd(text, position, upper, whitespace)
+private func whitespaceMatch(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper: Int, _ table: ClassLookup) -> Int {
+    let end = runEnd(text, position, upper, whitespace, table)
     if end == upper { return end }
     let last = previousScalarStart(text, before: end, lower: position)
     return last > position ? last : end
 }
 
-private func gpt2Match(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper: Int) -> Int {
+private func gpt2Match(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper: Int, _ table: ClassLookup) -> Int {
     let (scalar, length) = decode(text, position, upper)
     if scalar == 0x27, let end = contractionEnd(text, position, upper, ignoringCase: false) { return end }
     var start = position
-    var classes = UnicodeClass.of(scalar)
+    var classes = table.of(scalar)
     if scalar == 0x20 {
         // " ?X+": the optional space joins a following letter, number or other run.
         guard position + length < upper else { return upper }
         let next = decode(text, position + length, upper).scalar
-        classes = UnicodeClass.of(next)
-        if classes.rawValue & whitespace.rawValue != 0 { return whitespaceMatch(text, position, upper) }
+        classes = table.of(next)
+        if classes.rawValue & whitespace.rawValue != 0 { return whitespaceMatch(text, position, upper, table) }
         start = position + length
     } else if classes.rawValue & whitespace.rawValue != 0 {
-        return whitespaceMatch(text, position, upper)
+        return whitespaceMatch(text, position, upper, table)
     }
-    if classes.rawValue & letter.rawValue != 0 { return runEnd(text, start, upper, letter) }
-    if classes.rawValue & number.rawValue != 0 { return runEnd(text, start, upper, number) }
-    return runEnd(text, start, upper, letterNumberOrSpace, outside: true)
+    if classes.rawValue & letter.rawValue != 0 { return runEnd(text, start, upper, letter, table) }
+    if classes.rawValue & number.rawValue != 0 { return runEnd(text, start, upper, number, table) }
+    return runEnd(text, start, upper, letterNumberOrSpace, table, outside: true)
 }
 
-private func qwen2Match(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper: Int, maxDigits: Int) -> Int {
+private func qwen2Match(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper: Int, maxDigits: Int, _ table: ClassLookup) -> Int {
     let (scalar, length) = decode(text, position, upper)
     if scalar == 0x27, let end = contractionEnd(text, position, upper, ignoringCase: true) { return end }
-    let classes = UnicodeClass.of(scalar)
-    if classes.rawValue & letter.rawValue != 0 { return runEnd(text, position, upper, letter) }
-    if classes.rawValue & number.rawValue != 0 { return runEnd(text, position, upper, number, limit: maxDigits) }
+    let classes = table.of(scalar)
+    if classes.rawValue & letter.rawValue != 0 { return runEnd(text, position, upper, letter, table) }
+    if classes.rawValue & number.rawValue != 0 { return runEnd(text, position, upper, number, table, limit: maxDigits) }
     let next = position + length < upper ? decode(text, position + length, upper).scalar : nil
-    let nextClasses = next.map { UnicodeClass.of($0) } ?? []
+    let nextClasses = next.map { table.of($0) } ?? []
     // [^\r\n\p{L}\p{N}]?\p{L}+ : any other scalar but CR and LF may prefix a word.
     if scalar != 0x0D, scalar != 0x0A, nextClasses.rawValue & letter.rawValue != 0 {
-        return runEnd(text, position + length, upper, letter)
+        return runEnd(text, position + length, upper, letter, table)
     }
     let isSpace = classes.rawValue & whitespace.rawValue != 0
     //  ?[^\s\p{L}\p{N}]+[\r\n]*
@@ -149,12 +157,12 @@ private func qwen2Match(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ u
         otherStart = position + length
     }
     if otherStart >= 0 {
-        var end = runEnd(text, otherStart, upper, letterNumberOrSpace, outside: true)
+        var end = runEnd(text, otherStart, upper, letterNumberOrSpace, table, outside: true)
         while end < upper, text[end] == 0x0D || text[end] == 0x0A { end += 1 }
         return end
     }
     // \s*[\r\n]+ : the whitespace run up to and including its last CR or LF.
-    let runEnd = runEnd(text, position, upper, whitespace)
+    let runEnd = runEnd(text, position, upper, whitespace, table)
     var index = runEnd
     while index > position {
         index -= 1
@@ -164,5 +172,5 @@ private func qwen2Match(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ u
         // Skip back over a multi-byte whitespace scalar (none of them is CR or LF).
         while index > position, text[index] & 0xC0 == 0x80 { index -= 1 }
     }
-    return whitespaceMatch(text, position, upper)
+    return whitespaceMatch(text, position, upper, table)
 }

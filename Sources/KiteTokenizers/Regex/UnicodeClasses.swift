@@ -120,6 +120,28 @@ let onigWordExtras: [ClosedRange<UInt32>] = [0xB2...0xB3, 0xB9...0xB9, 0xBC...0x
 /// thread-safely).
 enum UnicodeClassTable {
     static let basic: [UnicodeClass] = (0..<0x10000).map { UnicodeClass.compute(UInt32($0)) }
+
+    /// Runs `body` with the table in hand: hot loops look classes up through it rather than through the
+    /// global, whose every access checks that it is initialized.
+    @inline(__always)
+    static func with<R>(_ body: (ClassLookup) -> R) -> R {
+        basic.withUnsafeBufferPointer { body(ClassLookup(basic: $0)) }
+    }
+}
+
+/// Class lookup through the table (valid inside `UnicodeClassTable.with`).
+struct ClassLookup {
+    let basic: UnsafeBufferPointer<UnicodeClass>
+
+    @inline(__always)
+    func of(_ scalar: UInt32) -> UnicodeClass {
+        scalar < 0x10000 ? basic[Int(scalar)] : UnicodeClass.compute(scalar)
+    }
+
+    @inline(__always)
+    func contains(_ scalar: UInt32, _ classes: UnicodeClass) -> Bool {
+        of(scalar).rawValue & classes.rawValue != 0
+    }
 }
 
 extension UnicodeClass {

@@ -1,0 +1,101 @@
+import KiteJSON
+
+/// Applies `tokenizer_config.json` and `special_tokens_map.json` as transformers does.
+struct TokenizerConfigReader {
+    let json: JSONAccess
+
+    init(source: String) {
+        json = JSONAccess(source: source)
+    }
+
+    func apply(config: JSONValue?, specialTokensMap: JSONValue?, to parts: inout TokenizerParts) throws(TokenizerError) {
+        let configObject = try config.map { v throws(TokenizerError) in try json.object(v, "(root)") } ?? JSONObject()
+        let mapObject = try specialTokensMap.map { v throws(TokenizerError) in
+            try JSONAccess(source: "special_tokens_map.json").object(v, "(root)")
+        } ?? JSONObject()
+
+        var assigner = AddedTokenIDs(vocabulary: parts.vocabulary, added: parts.addedTokens)
+        // Tokens listed in added_tokens_decoder but absent from tokenizer.json are added (the key's id is
+        // only a hint, as in transformers).
+        if let decoder = json.field(configObject, "added_tokens_decoder") {
+            for (key, value) in try json.object(decoder, "added_tokens_decoder") {
+                let path = "added_tokens_decoder[\(quoted(key))]"
+                let object = try json.object(value, path)
+                let content = try json.string(try json.required(object, "content", path), json.join(path, "content"))
+                if parts.addedTokens.contains(where: { $0.content == content }) { continue }
+                let special = try json.optionalBool(object, "special", path, default: false)
+                parts.addedTokens.append(AddedToken(
+                    id: assigner.id(for: content), content: content, special: special,
+                    singleWord: try json.optionalBool(object, "single_word", path, default: false),
+                    lstrip: try json.optionalBool(object, "lstrip", path, default: false),
+                    rstrip: try json.optionalBool(object, "rstrip", path, default: false),
+                    normalized: try json.optionalBool(object, "normalized", path, default: !special)))
+            }
+        }
+
+        func tokenContent(_ key: String) throws(TokenizerError) -> String? {
+            for (object, access) in [(configObject, json), (mapObject, JSONAccess(source: "special_tokens_map.json"))] {
+                guard let value = access.field(object, key) else { continue }
+                if let text = value.stringValue { return text }
+                let entry = try access.object(value, key)
+                return try access.string(try access.required(entry, "content", key), key + ".content")
+            }
+            return nil
+        }
+        func resolve(_ key: String) throws(TokenizerError) -> Int? {
+            guard let content = try tokenContent(key) else { return nil }
+            if let added = parts.addedTokens.first(where: { $0.content == content }) { return added.id }
+            // transformers adds a named special token missing from the added tokens (a new id if it is not in
+            // the model vocabulary either), which makes it atomic.
+            let id = assigner.id(for: content)
+            parts.addedTokens.append(AddedToken(id: id, content: content, special: true, normalized: false))
+            return id
+        }
+        parts.bosTokenID = try resolve("bos_token")
+        parts.eosTokenID = try resolve("eos_token")
+        parts.padTokenID = try resolve("pad_token")
+        parts.unknownTokenID = try resolve("unk_token")
+        if parts.chatTemplate == nil, let template = json.field(configObject, "chat_template") {
+            // A string, or a list of named templates of which "default" is the one transformers uses.
+            if let text = template.stringValue {
+                parts.chatTemplate = text
+            } else if let list = template.arrayValue {
+                for (index, item) in list.enumerated() {
+                    let entry = try json.object(item, "chat_template[\(index)]")
+                    if try json.optionalString(entry, "name", "chat_template[\(index)]") == "default" {
+                        parts.chatTemplate = try json.optionalString(entry, "template", "chat_template[\(index)]")
+                    }
+                }
+            }
+        }
+        // transformers 5 ignores add_bos_token / add_eos_token when tokenizer.json exists: its post-processor
+        // decides what encode(add_special_tokens=True) adds. They are still checked for type.
+        for key in ["add_bos_token", "add_eos_token"] {
+            if let value = json.field(configObject, key) { _ = try json.bool(value, key) }
+        }
+    }
+}
+
+/// Ids for added tokens as HF `tokenizers` assigns them (the ids written in the file are ignored): the model
+/// vocabulary's id when the content is a model token, else the next id after the vocabulary (or after the
+/// largest added id beyond it).
+struct AddedTokenIDs {
+    private var model: [String: Int] = [:]
+    private var assigned: [String: Int] = [:]
+    private var next: Int
+
+    init(vocabulary: [(spelling: String, id: Int)], added: [AddedToken] = []) {
+        for (spelling, id) in vocabulary where model[spelling] == nil { model[spelling] = id }
+        for token in added { assigned[token.content] = token.id }
+        let largest = added.map(\.id).max() ?? -1
+        next = largest >= vocabulary.count ? largest + 1 : vocabulary.count
+    }
+
+    mutating func id(for content: String) -> Int {
+        if let id = assigned[content] ?? model[content] { return id }
+        let id = next
+        next += 1
+        assigned[content] = id
+        return id
+    }
+}
