@@ -58,6 +58,20 @@ public struct GGUFTokenizerMetadata: Sendable {
 }
 
 extension Tokenizer {
+    /// A byte-level BPE tokenizer from plain arrays as GGUF stores them: `tokens` (byte-level spellings, control
+    /// and user-defined tokens as plain text), `merges` ("left right"), `tokenTypes` (`GGUFTokenType` raw
+    /// values) and the llama.cpp pre-tokenizer name (`preTokenizer`: "smollm", "qwen2", "llama-bpe", ...).
+    public convenience init(
+        tokens: [String], merges: [String], tokenTypes: [Int32]? = nil, preTokenizer: String,
+        bosTokenID: Int? = nil, eosTokenID: Int? = nil, padTokenID: Int? = nil, unknownTokenID: Int? = nil,
+        addBOS: Bool? = nil, addEOS: Bool? = nil, chatTemplate: String? = nil
+    ) throws(TokenizerError) {
+        try self.init(ggufMetadata: GGUFTokenizerMetadata(
+            model: "gpt2", pre: preTokenizer, tokens: tokens, merges: merges, tokenTypes: tokenTypes,
+            bosTokenID: bosTokenID, eosTokenID: eosTokenID, paddingTokenID: padTokenID, unknownTokenID: unknownTokenID,
+            addBOS: addBOS, addEOS: addEOS, chatTemplate: chatTemplate, source: "tokenizer arrays"))
+    }
+
     /// A tokenizer from GGUF metadata, read as llama.cpp reads it: every token keeps its GGUF id; control
     /// (type 3) and user-defined (type 4) tokens are matched whole inside text (control tokens are special);
     /// `tokenizer.ggml.pre` selects the pre-tokenizer. (transformers' own GGUF conversion differs: it moves

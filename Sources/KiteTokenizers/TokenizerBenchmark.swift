@@ -1,5 +1,7 @@
 /// Tokenizer throughput on a corpus, single-threaded, for `kite bench tokenizer`. Compare with
-/// `scripts/reference/tokenizer_throughput.py`, which measures HF `tokenizers` on the same corpus.
+/// `scripts/reference/tokenizer_throughput.py`, which measures HF `tokenizers` (one thread) on the same
+/// corpus (`Tests/Fixtures/tokenizers/corpus.json`, its "strings"): per string, and as one document
+/// (`run(tokenizer:corpus: [strings.joined(separator: "\n")])`).
 public enum TokenizerBenchmark {
     public struct Result: Sendable {
         /// UTF-8 bytes in one pass over the corpus.

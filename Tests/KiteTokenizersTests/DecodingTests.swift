@@ -78,3 +78,32 @@ import Testing
         }
     }
 }
+
+/// Long and repetitive inputs (one huge piece, long whitespace runs, long digit and emoji runs) round-trip
+/// and take time linear in their length (each runs in well under a second).
+@Suite struct LongInputTests {
+    static let inputs: [String] = [
+        String(repeating: "a", count: 200_000),
+        String(repeating: " ", count: 200_000) + "x",
+        String(repeating: "\n\t ", count: 50_000),
+        String(repeating: "1234567890", count: 20_000),
+        String(repeating: "😀", count: 30_000),
+        String(repeating: "的", count: 60_000),
+        String(repeating: "ab ", count: 60_000),
+        String(repeating: "!?", count: 80_000),
+    ]
+
+    @Test(arguments: RealTokenizerTests.names)
+    func longInputsRoundTrip(name: String) throws {
+        guard RealGGUF.available(name) else { return }
+        let tokenizer = try RealGGUF.tokenizer(name)
+        for text in LongInputTests.inputs {
+            let clock = ContinuousClock()
+            let start = clock.now
+            let ids = tokenizer.encode(text, addSpecialTokens: false)
+            let elapsed = clock.now - start
+            #expect(sameBytes(try tokenizer.decode(ids), text))
+            #expect(elapsed < .seconds(5), "\(name): \(show(String(text.prefix(10)))) took \(elapsed)")
+        }
+    }
+}

@@ -164,6 +164,8 @@ import Testing
         #expect(error { $0.merges = ["h ☃"] }?.message.contains("\"☃\" is not in the vocabulary") == true)
         #expect(error { $0.bosTokenID = 9999 }?.field == "tokenizer.ggml.bos_token_id")
         #expect(error { $0.eosTokenID = -1 }?.field == "tokenizer.ggml.eos_token_id")
+        let plain = try Tokenizer(tokens: tokens, merges: ["h e"], preTokenizer: "gpt2", eosTokenID: 256, addEOS: true)
+        #expect(plain.encode("hehe h") == [256, 256, 32, 104, 256])
     }
 }
 

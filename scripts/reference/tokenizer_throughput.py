@@ -3,7 +3,10 @@
 
 usage: python3 scripts/reference/tokenizer_throughput.py [TOKENIZER_DIR ...]
        (default: .assets/tokenizers/smollm2 and .assets/tokenizers/r1, made by tokenizers_reference.py)
-Prints MB/s for `encode` called per string and for one `encode_batch` over the corpus, median of passes.
+Prints MB/s for `encode` called per string, for one `encode_batch` over the corpus, and for `encode` of the
+corpus joined by newlines into one document (per-call overhead out of the way), median of passes.
+Kite's numbers for the same three: `TokenizerBenchmark.run(tokenizer:corpus:)` with the corpus, and with
+`[corpus.joined(separator: "\n")]` for the document.
 """
 import json
 import os
@@ -42,8 +45,11 @@ def main():
         tokenizer = Tokenizer.from_file(os.path.join(directory, "tokenizer.json"))
         single = median_seconds(lambda: [tokenizer.encode(s, add_special_tokens=False) for s in corpus])
         batch = median_seconds(lambda: tokenizer.encode_batch(corpus, add_special_tokens=False))
+        document = "\n".join(corpus)
+        whole = median_seconds(lambda: tokenizer.encode(document, add_special_tokens=False))
         print(f"{os.path.basename(directory)}: encode {size / single / 1e6:.2f} MB/s, "
-              f"encode_batch {size / batch / 1e6:.2f} MB/s")
+              f"encode_batch {size / batch / 1e6:.2f} MB/s, "
+              f"document {len(document.encode('utf-8')) / whole / 1e6:.2f} MB/s")
 
 
 if __name__ == "__main__":
