@@ -80,3 +80,33 @@ struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+/// The GGUF pre-tokenizer names map to the pre-tokenizers HF runs: the small trained vocabulary, given as
+/// GGUF-style arrays under a llama.cpp name, tokenizes as the tokenizer.json variant with that pre-tokenizer.
+@Suite struct GGUFPreTokenizerNameTests {
+    static let cases: [(ggufName: String, variant: String)] = [
+        ("gpt2", "string-merges"), ("gpt-2", "string-merges"), ("llama-bpe", "ignore-merges"), ("deepseek-v3", "deepseek-v3"),
+    ]
+
+    @Test(arguments: cases)
+    func namedPreTokenizerMatchesHF(ggufName: String, variant: String) throws {
+        let fixture = try #require(TokenizerJSONFeatureTests.fixture)
+        let base = try #require(fixture["base"]?["model"])
+        var tokens = [String](repeating: "", count: base["vocab"]?.objectValue?.count ?? 0)
+        for (token, id) in base["vocab"]?.objectValue ?? JSONObject() {
+            let index = try #require(id.intValue)
+            tokens[index] = token
+        }
+        let merges = (base["merges"]?.arrayValue ?? []).map { $0.strings.joined(separator: " ") }
+        let tokenizer = try Tokenizer(tokens: tokens, merges: merges, preTokenizer: ggufName, addBOS: false)
+        let strings = fixture["strings"]?.strings ?? []
+        let expected = (fixture["variants"]?[variant]?["ids"]?.arrayValue ?? []).map(\.ints)
+        #expect(expected.count == strings.count && strings.count > 200)
+        var failures = 0
+        for (index, text) in strings.enumerated() where tokenizer.encode(text, addSpecialTokens: false) != expected[index] {
+            failures += 1
+            if failures <= 3 { Issue.record("\(ggufName) #\(index) \(show(text))") }
+        }
+        #expect(failures == 0)
+    }
+}
