@@ -1,7 +1,9 @@
 /// A token matched as a whole before pre-tokenization (HF `AddedToken`): special tokens such as
 /// `<|im_start|>` and user-defined ones such as `<think>`.
 public struct AddedToken: Sendable, Hashable {
+    /// The token's id in the vocabulary.
     public var id: Int
+    /// The text matched in input and produced by decoding.
     public var content: String
     /// Special tokens are dropped by `decode(_:skipSpecialTokens: true)`.
     public var special: Bool
@@ -14,6 +16,7 @@ public struct AddedToken: Sendable, Hashable {
     /// Match in the normalized text (true) or in the raw text (false).
     public var normalized: Bool
 
+    /// `normalized` defaults to `!special`, as in HF.
     public init(id: Int, content: String, special: Bool, singleWord: Bool = false, lstrip: Bool = false,
                 rstrip: Bool = false, normalized: Bool? = nil) {
         self.id = id

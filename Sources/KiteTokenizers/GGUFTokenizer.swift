@@ -24,18 +24,21 @@ public struct GGUFTokenizerMetadata: Sendable {
     public var merges: [String]
     /// `tokenizer.ggml.token_type`, one per token (all normal when absent).
     public var tokenTypes: [Int32]?
+    /// `tokenizer.ggml.bos_token_id`, `eos_token_id`, `padding_token_id`, `unknown_token_id`.
     public var bosTokenID: Int?
     public var eosTokenID: Int?
     public var paddingTokenID: Int?
     public var unknownTokenID: Int?
     /// `tokenizer.ggml.add_bos_token` / `add_eos_token` (absent: llama.cpp's default for the pre-tokenizer).
     public var addBOS: Bool?
+    /// `tokenizer.ggml.add_eos_token` (absent: false).
     public var addEOS: Bool?
     /// `tokenizer.chat_template`.
     public var chatTemplate: String?
     /// Names the file in errors.
     public var source: String
 
+    /// Metadata from plain values; see the properties for what each means.
     public init(
         model: String, pre: String?, tokens: [String], merges: [String], tokenTypes: [Int32]? = nil,
         bosTokenID: Int? = nil, eosTokenID: Int? = nil, paddingTokenID: Int? = nil, unknownTokenID: Int? = nil,

@@ -19,12 +19,14 @@ public final class Tokenizer: Sendable {
 
     /// Number of ids: one more than the largest id of any token (model or added).
     public var vocabularySize: Int { table.count }
+    /// The special token ids named by the tokenizer files (nil when they name none).
     public let bosTokenID: Int?
     public let eosTokenID: Int?
     public let padTokenID: Int?
     public let unknownTokenID: Int?
     /// Whether `encode(_:addSpecialTokens: true)` starts with the BOS token / ends with the EOS token.
     public let addBOS: Bool
+    /// See `addBOS`.
     public let addEOS: Bool
     /// Every added token (special or not), in id order.
     public let addedTokens: [AddedToken]
@@ -198,6 +200,7 @@ public final class Tokenizer: Sendable {
 
     /// The content of every special token, in id order.
     public var specialTokens: [String] { addedTokens.filter(\.special).map(\.content) }
+    /// The spellings of the special tokens named by the tokenizer files.
     public var bosToken: String? { bosTokenID.flatMap { token(for: $0) } }
     public var eosToken: String? { eosTokenID.flatMap { token(for: $0) } }
     public var padToken: String? { padTokenID.flatMap { token(for: $0) } }

@@ -3,6 +3,7 @@
 /// corpus (`Tests/Fixtures/tokenizers/corpus.json`, its "strings"): per string, and as one document
 /// (`run(tokenizer:corpus: [strings.joined(separator: "\n")])`).
 public enum TokenizerBenchmark {
+    /// One measurement: sizes of a pass and the median time of a pass.
     public struct Result: Sendable {
         /// UTF-8 bytes in one pass over the corpus.
         public let bytesPerPass: Int
@@ -13,6 +14,7 @@ public enum TokenizerBenchmark {
         /// Median seconds per pass.
         public let medianSeconds: Double
 
+        /// Throughput in 10^6 UTF-8 bytes per second, and in tokens per second.
         public var megabytesPerSecond: Double { Double(bytesPerPass) / medianSeconds / 1e6 }
         public var tokensPerSecond: Double { Double(tokensPerPass) / medianSeconds }
     }

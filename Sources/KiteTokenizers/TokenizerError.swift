@@ -2,6 +2,7 @@
 /// as a JSON path (`model.merges[12]`), the line and column where the JSON text itself was malformed, and what
 /// was expected.
 public struct TokenizerError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// What went wrong, to branch on in code and tests.
     public enum Kind: String, Sendable, Equatable {
         /// The file could not be read.
         case io
@@ -17,6 +18,7 @@ public struct TokenizerError: Error, CustomStringConvertible, Sendable, Equatabl
         case unknownTokenID
     }
 
+    /// What went wrong.
     public let kind: Kind
     /// The file path, or a name such as "GGUF metadata".
     public let source: String
@@ -25,8 +27,10 @@ public struct TokenizerError: Error, CustomStringConvertible, Sendable, Equatabl
     /// Line and column (from 1) in the source text, for syntax errors.
     public let line: Int?
     public let column: Int?
+    /// What was found and what was expected.
     public let message: String
 
+    /// An error about `source` (and `field` in it, when given).
     public init(_ kind: Kind, source: String, field: String? = nil, line: Int? = nil, column: Int? = nil, _ message: String) {
         self.kind = kind
         self.source = source
@@ -36,6 +40,7 @@ public struct TokenizerError: Error, CustomStringConvertible, Sendable, Equatabl
         self.message = message
     }
 
+    /// One line: "source[:line:column]: [field: ]message".
     public var description: String {
         var text = source
         if let line, let column { text += ":\(line):\(column)" }
