@@ -33,28 +33,44 @@ struct TokenizerConfigReader {
             }
         }
 
+        /// A token given as a string or as an AddedToken object {"content": ...}.
+        func content(_ value: JSONValue, _ access: JSONAccess, _ path: String) throws(TokenizerError) -> String {
+            if let text = value.stringValue { return text }
+            let entry = try access.object(value, path)
+            return try access.string(try access.required(entry, "content", path), path + ".content")
+        }
+        let sources = [(configObject, json), (mapObject, JSONAccess(source: "special_tokens_map.json"))]
         func tokenContent(_ key: String) throws(TokenizerError) -> String? {
-            for (object, access) in [(configObject, json), (mapObject, JSONAccess(source: "special_tokens_map.json"))] {
-                guard let value = access.field(object, key) else { continue }
-                if let text = value.stringValue { return text }
-                let entry = try access.object(value, key)
-                return try access.string(try access.required(entry, "content", key), key + ".content")
+            for (object, access) in sources {
+                if let value = access.field(object, key) { return try content(value, access, key) }
             }
             return nil
         }
-        func resolve(_ key: String) throws(TokenizerError) -> Int? {
-            guard let content = try tokenContent(key) else { return nil }
+        /// The id of a special token, adding it when missing: transformers adds named and extra special tokens
+        /// that are not added tokens yet (with a new id if the model vocabulary lacks them too), which makes
+        /// them atomic.
+        func resolve(_ content: String) -> Int {
             if let added = parts.addedTokens.first(where: { $0.content == content }) { return added.id }
-            // transformers adds a named special token missing from the added tokens (a new id if it is not in
-            // the model vocabulary either), which makes it atomic.
             let id = assigner.id(for: content)
             parts.addedTokens.append(AddedToken(id: id, content: content, special: true, normalized: false))
             return id
         }
-        parts.bosTokenID = try resolve("bos_token")
-        parts.eosTokenID = try resolve("eos_token")
-        parts.padTokenID = try resolve("pad_token")
-        parts.unknownTokenID = try resolve("unk_token")
+        var named: [String: Int] = [:]
+        for key in ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"] {
+            if let text = try tokenContent(key) { named[key] = resolve(text) }
+        }
+        parts.bosTokenID = named["bos_token"]
+        parts.eosTokenID = named["eos_token"]
+        parts.padTokenID = named["pad_token"]
+        parts.unknownTokenID = named["unk_token"]
+        for key in ["additional_special_tokens", "extra_special_tokens"] {
+            for (object, access) in sources {
+                guard let value = access.field(object, key) else { continue }
+                for (index, item) in try access.array(value, key).enumerated() {
+                    _ = resolve(try content(item, access, "\(key)[\(index)]"))
+                }
+            }
+        }
         if parts.chatTemplate == nil, let template = json.field(configObject, "chat_template") {
             // A string, or a list of named templates of which "default" is the one transformers uses.
             if let text = template.stringValue {

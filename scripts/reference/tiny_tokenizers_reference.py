@@ -53,7 +53,7 @@ def train_base():
 
 def variants(base_size):
     n = base_size
-    tokens = ["<|special|>", "[L]", "[R]", "[LR]", "word", "ÉTÉ", "<s>", "</s>", "<pad>"]
+    tokens = ["<|special|>", "[L]", "[R]", "[LR]", "word", "ÉTÉ", "<s>", "</s>", "<pad>", "<extra>", "<more>"]
     contexts = []
     for t in tokens:
         contexts += [t, " " + t + " ", "a" + t + "b", "a " + t + " b", "  " + t + "\n\n", "x" + t, t + "x", t + t,
@@ -118,6 +118,7 @@ def variants(base_size):
             "overrides": {"added_tokens": s_tokens},
             "files": {"tokenizer_config.json": {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
                                                 "add_bos_token": True, "add_eos_token": True,
+                                                "extra_special_tokens": ["<more>"],
                                                 "tokenizer_class": "PreTrainedTokenizerFast"}},
             "strings": contexts,
         },
@@ -126,7 +127,7 @@ def variants(base_size):
             "files": {"tokenizer_config.json": {"add_bos_token": True, "tokenizer_class": "PreTrainedTokenizerFast"},
                       "special_tokens_map.json": {"bos_token": {"content": "<s>", "lstrip": False, "normalized": False,
                                                                 "rstrip": False, "single_word": False},
-                                                  "eos_token": "</s>"}},
+                                                  "eos_token": "</s>", "additional_special_tokens": ["<extra>"]}},
             "strings": contexts,
         },
     }
