@@ -40,15 +40,15 @@ public final class Tokenizer: Sendable {
         // Later entries win for a repeated spelling (as in llama.cpp's map): insert in reverse, first one wins.
         var vocabulary = ByteStringTable(expectedCount: parts.vocabulary.count)
         for (spelling, id) in parts.vocabulary.reversed() { vocabulary.insert(spelling.utf8, id: id) }
+        // Tokens matched in the normalized text are found in a second pass, after the raw ones (as in HF, even
+        // without a normalizer: a raw token anywhere wins over an overlapping normalized one).
         var normalizedForms: [Int: String] = [:]
         var normalizedTokens: [AddedToken] = []
-        if let normalizer = parts.normalizer {
-            for token in added where token.normalized {
-                var normalizedToken = token
-                normalizedToken.content = normalizer.normalize(token.content)
-                normalizedTokens.append(normalizedToken)
-                if normalizedToken.content != token.content { normalizedForms[token.id] = normalizedToken.content }
-            }
+        for token in added where token.normalized {
+            var normalizedToken = token
+            normalizedToken.content = parts.normalizer?.normalize(token.content) ?? token.content
+            normalizedTokens.append(normalizedToken)
+            if normalizedToken.content != token.content { normalizedForms[token.id] = normalizedToken.content }
         }
         let table = try TokenTable(
             vocabulary: parts.vocabulary, modelLookup: vocabulary, added: added, normalizedForms: normalizedForms,
@@ -57,7 +57,7 @@ public final class Tokenizer: Sendable {
         model = try BPEModel(
             vocabulary: vocabulary, merges: parts.merges, unknownToken: parts.unknownModelToken,
             ignoreMerges: parts.ignoreMerges, source: source, mergesField: parts.mergesField)
-        rawAddedTokens = AddedTokenMatcher(added.filter { !$0.normalized || parts.normalizer == nil })
+        rawAddedTokens = AddedTokenMatcher(added.filter { !$0.normalized })
         normalizedAddedTokens = AddedTokenMatcher(normalizedTokens)
         normalizer = parts.normalizer
         preTokenizer = parts.preTokenizer

@@ -36,6 +36,17 @@ import Testing
         }
     }
 
+    /// HF finds raw (normalized: false) added tokens first, then normalized ones in what is left.
+    @Test func rawAddedTokensWinOverOverlappingNormalizedOnes() throws {
+        let added: JSONValue = [
+            ["id": 258, "content": "ab", "special": false, "normalized": false],
+            ["id": 259, "content": "xa", "special": false, "normalized": true],
+        ]
+        let tokenizer = try Tokenizer(tokenizerJSON: TokenizerErrorTests.document(addedTokens: added), source: "tok.json")
+        #expect(tokenizer.encode("xab", addSpecialTokens: false) == [120, 258])
+        #expect(tokenizer.encode("xaxa", addSpecialTokens: false) == [259, 259])
+    }
+
     @Test func theBaseDocumentLoadsAndEncodes() throws {
         let tokenizer = try Tokenizer(tokenizerJSON: TokenizerErrorTests.document(), source: "tok.json")
         #expect(tokenizer.encode("hello<s>", addSpecialTokens: false) == [257, 108, 111, 258])
