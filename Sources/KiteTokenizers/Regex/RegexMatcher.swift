@@ -50,9 +50,24 @@ struct RegexMatcher {
     mutating func firstMatch(
         _ program: RegexProgram, in text: UnsafeBufferPointer<UInt8>, lower: Int, upper: Int, from: Int
     ) -> (Int, Int)? {
+        program.instructions.withUnsafeBufferPointer { instructions in
+            program.sets.withUnsafeBufferPointer { sets in
+                firstMatch(Code(instructions: instructions, sets: sets), text, lower: lower, upper: upper, from: from)
+            }
+        }
+    }
+
+    /// The program's arrays, borrowed for the duration of a search: sets hold arrays, and copying one out of
+    /// `program.sets` per character would cost reference counting.
+    private struct Code {
+        let instructions: UnsafeBufferPointer<RegexProgram.Instruction>
+        let sets: UnsafeBufferPointer<ScalarSet>
+    }
+
+    private mutating func firstMatch(_ code: Code, _ text: UnsafeBufferPointer<UInt8>, lower: Int, upper: Int, from: Int) -> (Int, Int)? {
         // When every match must start with one class, skip start positions outside it cheaply.
         var firstSet = -1
-        switch program.instructions.first {
+        switch code.instructions.first {
         case .set(let index): firstSet = index
         case .repeatSet(let index, let min, _, _) where min > 0: firstSet = index
         default: break
@@ -62,12 +77,12 @@ struct RegexMatcher {
             if firstSet >= 0 {
                 if start == upper { return nil }
                 let (scalar, length) = decode(text, start, upper)
-                if !program.sets[firstSet].contains(scalar) {
+                if !code.sets[firstSet].contains(scalar) {
                     start += length
                     continue
                 }
             }
-            if let end = run(program, text, lower: lower, upper: upper, pc: 0, position: start) {
+            if let end = run(code, text, lower: lower, upper: upper, pc: 0, position: start) {
                 return (start, end)
             }
             if budget <= 0 { return nil }
@@ -78,8 +93,7 @@ struct RegexMatcher {
 
     /// Runs from `pc` at `position` until `.match` or `.succeed`; returns the end position, or nil.
     private mutating func run(
-        _ program: RegexProgram, _ text: UnsafeBufferPointer<UInt8>, lower: Int, upper: Int, pc startPC: Int,
-        position startPosition: Int
+        _ code: Code, _ text: UnsafeBufferPointer<UInt8>, lower: Int, upper: Int, pc startPC: Int, position startPosition: Int
     ) -> Int? {
         let base = stack.count
         var pc = startPC
@@ -91,11 +105,11 @@ struct RegexMatcher {
                 stack.removeSubrange(base...)
                 return nil
             }
-            switch program.instructions[pc] {
+            switch code.instructions[pc] {
             case .set(let index):
                 if position < upper {
                     let (scalar, length) = decode(text, position, upper)
-                    if program.sets[index].contains(scalar) {
+                    if code.sets[index].contains(scalar) {
                         position += length
                         pc += 1
                     } else {
@@ -105,13 +119,12 @@ struct RegexMatcher {
                     failed = true
                 }
             case .repeatSet(let index, let minimum, let maximum, let greedy):
-                let set = program.sets[index]
                 var count = 0
                 var end = position
                 let limit = greedy ? maximum : minimum
                 while count < limit, end < upper {
                     let (scalar, length) = decode(text, end, upper)
-                    if !set.contains(scalar) { break }
+                    if !code.sets[index].contains(scalar) { break }
                     end += length
                     count += 1
                 }
@@ -138,7 +151,7 @@ struct RegexMatcher {
                     failed = true
                 }
             case .lookahead(let negated, let next):
-                let matched = run(program, text, lower: lower, upper: upper, pc: pc + 1, position: position) != nil
+                let matched = run(code, text, lower: lower, upper: upper, pc: pc + 1, position: position) != nil
                 if budget <= 0 {
                     stack.removeSubrange(base...)
                     return nil
@@ -149,7 +162,7 @@ struct RegexMatcher {
                     failed = true
                 }
             case .atomic(let next):
-                if let end = run(program, text, lower: lower, upper: upper, pc: pc + 1, position: position) {
+                if let end = run(code, text, lower: lower, upper: upper, pc: pc + 1, position: position) {
                     position = end
                     pc = next
                 } else {
@@ -187,11 +200,11 @@ struct RegexMatcher {
                     pc = entry.pc
                     resumed = true
                 case .lazyRepeat:
-                    guard case .repeatSet(let index, _, let maximum, _) = program.instructions[entry.pc],
+                    guard case .repeatSet(let index, _, let maximum, _) = code.instructions[entry.pc],
                         entry.position < upper
                     else { continue }
                     let (scalar, length) = decode(text, entry.position, upper)
-                    guard program.sets[index].contains(scalar) else { continue }
+                    guard code.sets[index].contains(scalar) else { continue }
                     position = entry.position + length
                     if entry.count + 1 < maximum {
                         stack.append(Backtrack(kind: .lazyRepeat, pc: entry.pc, position: position, count: entry.count + 1))
