@@ -113,6 +113,41 @@ import Testing
         print("fuzz: \(runs) documents, \(errors) rejected with an error, \(saved.count) new kinds saved")
     }
 
+    /// Random patterns from the regex syntax (valid or not) compile or throw, and run on random text without
+    /// crashing or running away.
+    @Test func randomPatternsCompileOrThrowAndMatchSafely() {
+        let pieces = [
+            "a", "b", "é", "中", ".", "\\s", "\\S", "\\w", "\\d", "\\p{L}", "\\P{N}", "[a-c]", "[^\\s\\p{L}]", "[", "]", "(",
+            ")", "(?:", "(?i:", "(?=", "(?!", "(?>", "|", "*", "+", "?", "*?", "++", "{2}", "{1,3}", "{,2}", "{", "}", "^", "$",
+            "\\b", "\\A", "\\z", "\\", "\\x{41}", "\\u00e9", "\\1", "(?<=", "-", "\\r\\n", " ",
+        ]
+        let texts = ["", "a", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", "abc éé 中文  \n\t12", String(repeating: "ab ", count: 200)]
+        var random = SplitMix(seed: UInt64(ProcessInfo.processInfo.environment["KITE_FUZZ_SEED"] ?? "") ?? 77)
+        let seconds = Double(ProcessInfo.processInfo.environment["KITE_FUZZ_SECONDS"] ?? "") ?? 2
+        let clock = ContinuousClock()
+        let start = clock.now
+        var compiled = 0
+        while clock.now - start < .milliseconds(Int(seconds * 1000)) {
+            let pattern = (0..<Int(1 + random.next() % 10)).map { _ in pieces[Int(random.next() % UInt64(pieces.count))] }.joined()
+            guard let program = try? RegexProgram(pattern: pattern) else { continue }
+            compiled += 1
+            for text in texts {
+                var text = text
+                text.withUTF8 { buffer in
+                    var matcher = RegexMatcher()
+                    var matches: [(Int, Int)] = []
+                    matcher.findAll(program, in: buffer, lower: 0, upper: buffer.count, into: &matches)
+                    var previous = 0
+                    for (matchStart, matchEnd) in matches {
+                        #expect(matchStart >= previous && matchEnd >= matchStart && matchEnd <= buffer.count, "\(pattern)")
+                        previous = matchEnd
+                    }
+                }
+            }
+        }
+        #expect(compiled > 100)
+    }
+
     /// A valid document with a small vocabulary (ids below 130, the merges among them), so that saved
     /// corpus files stay small.
     static func shrunk(_ document: JSONValue) -> JSONValue {
