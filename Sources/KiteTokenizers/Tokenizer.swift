@@ -198,6 +198,22 @@ public final class Tokenizer: Sendable {
         table.isSpecial(id)
     }
 
+    /// Tokens that end a generated sample: the EOS token and the special tokens that chat models use to end a
+    /// turn ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<｜end▁of▁sentence｜>", ...), as llama.cpp collects
+    /// them; sorted.
+    public var endOfGenerationTokenIDs: [Int] {
+        var ids = Set(eosTokenID.map { [$0] } ?? [])
+        for token in addedTokens where token.special && Tokenizer.endOfTurnMarkers.contains(token.content) {
+            ids.insert(token.id)
+        }
+        return ids.sorted()
+    }
+
+    static let endOfTurnMarkers: Set<String> = [
+        "<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
+        "<EOT>", "_<EOT>", "<｜end▁of▁sentence｜>", "<end_of_utterance>", "<|return|>", "<|call|>",
+    ]
+
     /// The content of every special token, in id order.
     public var specialTokens: [String] { addedTokens.filter(\.special).map(\.content) }
     /// The spellings of the special tokens named by the tokenizer files.

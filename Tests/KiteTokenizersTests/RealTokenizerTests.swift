@@ -150,6 +150,7 @@ enum TransformersStyleExport {
         #expect(tokenizer.bosTokenID == reference.bos)
         #expect(tokenizer.eosTokenID == reference.eos)
         #expect(tokenizer.addBOS == reference.addBOS)
+        #expect(tokenizer.endOfGenerationTokenIDs == (name == "smollm2" ? [0, 2] : [151643]))
         for (content, id) in reference.atomicTokens {
             #expect(tokenizer.tokenID(of: content) == id)
             #expect(tokenizer.token(for: id) == content)
