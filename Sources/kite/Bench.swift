@@ -88,11 +88,7 @@ struct BenchGEMM: AsyncParsableCommand {
 }
 
 enum Stopwatch {
-    static func now() -> Double {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) * 1e-9
-    }
+    static func now() -> Double { MonotonicClock.seconds() }
 
     /// Median seconds per call of `body` over repeated calls within `budget` seconds (after one warm-up).
     static func secondsPerCall(budget: Double, _ body: () -> Void) -> Double {

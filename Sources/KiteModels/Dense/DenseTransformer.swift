@@ -124,3 +124,17 @@ import Glibc
 @inline(__always) func _cosf(_ x: Float) -> Float { Glibc.cosf(x) }
 @inline(__always) func _sinf(_ x: Float) -> Float { Glibc.sinf(x) }
 #endif
+
+extension DenseTransformer {
+    /// A copy with its own parameter tensors (for an engine that must not see the trainer's updates until
+    /// the next weight sync).
+    public func clone() throws -> DenseTransformer {
+        let copies = ParameterSet()
+        for (name, parameter) in parameters.entries {
+            let copy = try backend.zeros(parameter.shape, dtype: parameter.dtype)
+            try backend.copy(parameter, into: copy)
+            copies.insert(name, copy)
+        }
+        return try DenseTransformer(config: config, parameters: copies, backend: backend)
+    }
+}
