@@ -142,11 +142,7 @@ extension Tokenizer {
 /// llama.cpp's `tokenizer.ggml.pre` names and the pre-tokenizer each implies, written as HF pre-tokenizers
 /// (regexes from llama.cpp's `llama-vocab.cpp`; its multi-regex lists are `Split` steps in sequence).
 enum GGUFPreTokenizers {
-    static let deepSeekV3Patterns = [
-        #"\p{N}{1,3}"#,
-        #"[一-龥぀-ゟ゠-ヿ]+"#,
-        ##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##,
-    ]
+    static let deepSeekV3Patterns = [DeepSeekPatterns.digits, DeepSeekPatterns.kana, DeepSeekPatterns.words]
 
     static let knownNames = [
         "gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "exaone4", "smollm", "starcoder", "refact", "command-r",

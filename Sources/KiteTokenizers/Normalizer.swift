@@ -41,13 +41,7 @@ indirect enum Normalizer: Sendable {
             var matches: [(Int, Int)] = []
             switch pattern.matcher {
             case .known(let known):
-                var ends: [Int] = []
-                known.appendMatchEnds(in: buffer, lower: 0, upper: buffer.count, into: &ends)
-                var start = 0
-                for end in ends {
-                    matches.append((start, end))
-                    start = end
-                }
+                known.appendMatches(in: buffer, lower: 0, upper: buffer.count, into: &matches)
             case .program(let program):
                 var matcher = RegexMatcher()
                 matcher.findAll(program, in: buffer, lower: 0, upper: buffer.count, into: &matches)

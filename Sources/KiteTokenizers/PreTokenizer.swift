@@ -121,15 +121,28 @@ extension PreTokenizer {
         }
     }
 
+    /// An isolated split by a hand-written matcher: the matches and the text between them are the pieces.
     private static func knownSplit(_ known: KnownPattern, _ text: UnsafeBufferPointer<UInt8>, pieces: inout [(Int, Int)], scratch: inout PreTokenizerScratch) {
         scratch.next.removeAll(keepingCapacity: true)
         for (lower, upper) in pieces {
-            scratch.ends.removeAll(keepingCapacity: true)
-            known.appendMatchEnds(in: text, lower: lower, upper: upper, into: &scratch.ends)
-            var start = lower
-            for end in scratch.ends {
-                scratch.next.append((start, end))
-                start = end
+            if known.tiles {
+                scratch.ends.removeAll(keepingCapacity: true)
+                known.appendMatchEnds(in: text, lower: lower, upper: upper, into: &scratch.ends)
+                var start = lower
+                for end in scratch.ends {
+                    scratch.next.append((start, end))
+                    start = end
+                }
+            } else {
+                scratch.matches.removeAll(keepingCapacity: true)
+                known.appendMatches(in: text, lower: lower, upper: upper, into: &scratch.matches)
+                var previous = lower
+                for (start, end) in scratch.matches {
+                    if previous < start { scratch.next.append((previous, start)) }
+                    scratch.next.append((start, end))
+                    previous = end
+                }
+                if previous < upper { scratch.next.append((previous, upper)) }
             }
         }
         swap(&pieces, &scratch.next)
@@ -144,13 +157,7 @@ extension PreTokenizer {
         scratch.matches.removeAll(keepingCapacity: true)
         switch pattern.matcher {
         case .known(let known):
-            scratch.ends.removeAll(keepingCapacity: true)
-            known.appendMatchEnds(in: text, lower: lower, upper: upper, into: &scratch.ends)
-            var start = lower
-            for end in scratch.ends {
-                scratch.matches.append((start, end))
-                start = end
-            }
+            known.appendMatches(in: text, lower: lower, upper: upper, into: &scratch.matches)
         case .program(let program):
             scratch.matcher.findAll(program, in: text, lower: lower, upper: upper, into: &scratch.matches)
         }

@@ -72,15 +72,19 @@ import Testing
 
     /// The hand-written matchers give what the general regex engine gives for the same pattern, on the corpus
     /// and on random strings built from the characters the patterns care about.
-    @Test(arguments: [KnownPattern.gpt2Pattern, KnownPattern.qwen2Pattern, KnownPattern.llama3Pattern])
+    @Test(arguments: [
+        KnownPattern.gpt2Pattern, KnownPattern.qwen2Pattern, KnownPattern.llama3Pattern, DeepSeekPatterns.digits,
+        DeepSeekPatterns.kana, DeepSeekPatterns.words,
+    ])
     func handWrittenMatchersAgreeWithTheRegexEngine(pattern: String) throws {
-        let known = try #require(KnownPattern(pattern: pattern))
+        let knownPattern = try #require(KnownPattern(pattern: pattern))
         let program = try RegexProgram(pattern: pattern)
         var texts = try CorpusFixture.shared().strings
         var generator = SplitMix(seed: 7)
         let alphabet: [String] = [
             "a", "Z", "é", "ß", "中", "ア", "١", "7", "²", "Ⅳ", " ", "  ", "\t", "\n", "\r", "\r\n", "\u{3000}", "\u{A0}",
             "'", "'s", "'S", "'ll", "'LL", "'Re", "'ſ", "'d", "!", "(", "-", "😀", "\u{301}", "\u{200D}", "_", "$", "\u{0}",
+            "の", "カ", "龥", "\u{9FA6}", "ｱ", "123", "+", "€", "、", "¿", "\u{E000}",
         ]
         for _ in 0..<3000 {
             let length = Int(generator.next() % 12) + 1
@@ -89,13 +93,13 @@ import Testing
         for text in texts {
             var text = text
             text.withUTF8 { buffer in
-                var ends: [Int] = []
-                known.appendMatchEnds(in: buffer, lower: 0, upper: buffer.count, into: &ends)
+                var known: [(Int, Int)] = []
+                knownPattern.appendMatches(in: buffer, lower: 0, upper: buffer.count, into: &known)
                 var matcher = RegexMatcher()
                 var matches: [(Int, Int)] = []
                 matcher.findAll(program, in: buffer, lower: 0, upper: buffer.count, into: &matches)
-                #expect(matches.map(\.1) == ends, "\(show(String(decoding: buffer, as: UTF8.self)))")
-                #expect(matches.first?.0 ?? 0 == 0)
+                #expect(matches.map(\.0) == known.map(\.0) && matches.map(\.1) == known.map(\.1),
+                        "\(show(String(decoding: buffer, as: UTF8.self)))")
             }
         }
     }
@@ -159,5 +163,27 @@ struct SplitMix: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// The patterns real tokenizer.json files spell (CR and LF raw or escaped) get the hand-written matchers.
+@Suite struct KnownPatternSelectionTests {
+    @Test func realSpellingsSelectHandWrittenMatchers() throws {
+        let json = try loadJSON(Paths.fixture("pretokenize.json"))
+        for name in ["gpt2", "qwen2", "llama3", "deepseek-v3"] {
+            let spec = try #require(json["specs"]?[name])
+            let preTokenizer = try TokenizerJSONReader(source: "pretokenize.json").preTokenizer(spec, name)
+            var steps: [PreTokenizer] = [preTokenizer]
+            if case .sequence(let inner) = preTokenizer { steps = inner }
+            for case .split(let pattern, _, _) in steps {
+                guard case .known = pattern.matcher else {
+                    Issue.record("\(name): \(show(pattern.source)) runs on the regex engine")
+                    continue
+                }
+            }
+        }
+        #expect(KnownPattern(pattern: KnownPattern.qwen2Pattern.replacingOccurrences(of: "\\r\\n", with: "\r\n")) == .qwen2(maxDigits: 1))
+        #expect(KnownPattern(pattern: DeepSeekPatterns.words.replacingOccurrences(of: "\"", with: "\\\"")) == .deepSeekWords)
+        #expect(KnownPattern(pattern: "\\\\\"") == nil)
     }
 }

@@ -8,23 +8,71 @@ enum KnownPattern: Sendable, Equatable {
     /// Qwen2's `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
     /// (`maxDigits` 1) and Llama 3's, the same with `\p{N}{1,3}` (`maxDigits` 3).
     case qwen2(maxDigits: Int)
+    /// DeepSeek-V3's three splits, in order: `\p{N}{1,3}`, `[一-龥぀-ゟ゠-ヿ]+` and its word pattern (see
+    /// DeepSeekPatterns.swift). Unlike the others they leave text unmatched.
+    case deepSeekDigits, deepSeekKana, deepSeekWords
 
     static let gpt2Pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
     static let qwen2Pattern = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
     static let llama3Pattern = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
 
-    /// The hand-written matcher for `pattern`, if there is one.
+    /// The hand-written matcher for `pattern`, if there is one. Carriage returns and line feeds written as
+    /// themselves or as `\r` `\n` escapes, and `"` escaped or not, are the same pattern (tokenizer.json files
+    /// have both spellings).
     init?(pattern: String) {
-        switch pattern {
+        let normalized = pattern.normalizedSpelling()
+        switch normalized {
         case KnownPattern.gpt2Pattern: self = .gpt2
         case KnownPattern.qwen2Pattern: self = .qwen2(maxDigits: 1)
         case KnownPattern.llama3Pattern: self = .qwen2(maxDigits: 3)
+        case DeepSeekPatterns.digits: self = .deepSeekDigits
+        case DeepSeekPatterns.kana: self = .deepSeekKana
+        case DeepSeekPatterns.words: self = .deepSeekWords
         default: return nil
         }
     }
 
-    /// Appends the end offset of each match in `text[lower..<upper]`. These patterns match at every position,
-    /// so the matches tile the text and their ends are all a split needs.
+    /// Whether the pattern matches at every position, so that its matches tile the text.
+    var tiles: Bool {
+        switch self {
+        case .gpt2, .qwen2: return true
+        case .deepSeekDigits, .deepSeekKana, .deepSeekWords: return false
+        }
+    }
+
+    /// Appends (start, end) of each successive match in `text[lower..<upper]` (none is empty).
+    func appendMatches(in text: UnsafeBufferPointer<UInt8>, lower: Int, upper: Int, into matches: inout [(Int, Int)]) {
+        if tiles {
+            var ends: [Int] = []
+            appendMatchEnds(in: text, lower: lower, upper: upper, into: &ends)
+            var start = lower
+            for end in ends {
+                matches.append((start, end))
+                start = end
+            }
+            return
+        }
+        UnicodeClassTable.with { table in
+            var position = lower
+            while position < upper {
+                let end: Int?
+                switch self {
+                case .deepSeekDigits: end = DeepSeekPatterns.digitsMatch(text, position, upper, table)
+                case .deepSeekKana: end = DeepSeekPatterns.kanaMatch(text, position, upper)
+                default: end = DeepSeekPatterns.wordsMatch(text, position, upper, table)
+                }
+                if let end {
+                    matches.append((position, end))
+                    position = end
+                } else {
+                    position += scalarLength(text[position])
+                }
+            }
+        }
+    }
+
+    /// Appends the end offset of each match in `text[lower..<upper]`, for patterns that tile the text (whose
+    /// match ends are all a split needs).
     func appendMatchEnds(in text: UnsafeBufferPointer<UInt8>, lower: Int, upper: Int, into ends: inout [Int]) {
         UnicodeClassTable.with { table in
             var position = lower
@@ -39,8 +87,36 @@ enum KnownPattern: Sendable, Equatable {
                     position = qwen2Match(text, position, upper, maxDigits: maxDigits, table)
                     ends.append(position)
                 }
+            case .deepSeekDigits, .deepSeekKana, .deepSeekWords:
+                var matches: [(Int, Int)] = []
+                appendMatches(in: text, lower: lower, upper: upper, into: &matches)
+                ends.append(contentsOf: matches.map(\.1))
             }
         }
+    }
+}
+
+extension String {
+    /// The pattern with carriage returns and line feeds written as escapes and escaped quotes unescaped.
+    func normalizedSpelling() -> String {
+        var result = ""
+        var scalars = unicodeScalars.makeIterator()
+        while let scalar = scalars.next() {
+            switch scalar {
+            case "\r": result += "\\r"
+            case "\n": result += "\\n"
+            case "\\":
+                // Copy an escape pair as it is, except \" which means the quote itself.
+                guard let escaped = scalars.next() else {
+                    result.unicodeScalars.append(scalar)
+                    break
+                }
+                if escaped != "\"" { result.unicodeScalars.append(scalar) }
+                result.unicodeScalars.append(escaped)
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
     }
 }
 
@@ -83,7 +159,7 @@ private func contractionEnd(_ text: UnsafeBufferPointer<UInt8>, _ position: Int,
 
 /// The end of the run of scalars in (or, with `outside`, not in) `classes` starting at `position`.
 @inline(__always)
-private func runEnd(
+func runEnd(
     _ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper: Int, _ classes: UnicodeClass, _ table: ClassLookup,
     outside: Bool = false, limit: Int = Int.max
 ) -> Int {
@@ -109,7 +185,7 @@ private func runEnd(
 /// `\s+(?!\S)|\s+` at a whitespace scalar: the whole run when it reaches the end of the text, otherwise all
 /// but its last scalar (which then prefixes the next word), or the single scalar when the run has one.
 @inline(__always)
-private func whitespaceMatch(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper: Int, _ table: ClassLookup) -> Int {
+func whitespaceMatch(_ text: UnsafeBufferPointer<UInt8>, _ position: Int, _ upper: Int, _ table: ClassLookup) -> Int {
     let end = runEnd(text, position, upper, whitespace, table)
     if end == upper { return end }
     let last = previousScalarStart(text, before: end, lower: position)
