@@ -57,8 +57,9 @@ struct TokenTable: Sendable {
             decodeForms[token.id] = normalizedForms[token.id]
             // HF skips a token when the text it decodes from is a special token's content.
             special[token.id] = specialContents.contains(Array((normalizedForms[token.id] ?? token.content).utf8))
-            addedLookup.insert(token.content.utf8, id: token.id)
         }
+        // The same content at two ids (possible in GGUF): the larger id wins, as in the added-token matcher.
+        for token in added.reversed() { addedLookup.insert(token.content.utf8, id: token.id) }
         var spellingArena: [UInt8] = []
         var spellingOffsets = [0]
         var bytesArena: [UInt8] = []
