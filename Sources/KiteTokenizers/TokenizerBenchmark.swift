@@ -15,14 +15,15 @@ public enum TokenizerBenchmark {
         public let medianSeconds: Double
 
         /// Throughput in 10^6 UTF-8 bytes per second, and in tokens per second.
-        public var megabytesPerSecond: Double { Double(bytesPerPass) / medianSeconds / 1e6 }
-        public var tokensPerSecond: Double { Double(tokensPerPass) / medianSeconds }
+        public var megabytesPerSecond: Double { medianSeconds > 0 ? Double(bytesPerPass) / medianSeconds / 1e6 : 0 }
+        public var tokensPerSecond: Double { medianSeconds > 0 ? Double(tokensPerPass) / medianSeconds : 0 }
     }
 
     /// Encodes every string of `corpus` (`addSpecialTokens: false`) pass after pass for at least
     /// `minimumSeconds` and at least three passes; reports the median pass.
     public static func run(tokenizer: Tokenizer, corpus: [String], minimumSeconds: Double = 2) -> Result {
         let bytes = corpus.reduce(0) { $0 + $1.utf8.count }
+        if bytes == 0 { return Result(bytesPerPass: 0, tokensPerPass: 0, passes: 0, medianSeconds: 0) }
         var tokens = 0
         for text in corpus { tokens += tokenizer.encode(text, addSpecialTokens: false).count }
         let clock = ContinuousClock()

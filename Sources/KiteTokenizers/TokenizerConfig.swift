@@ -3,15 +3,17 @@ import KiteJSON
 /// Applies `tokenizer_config.json` and `special_tokens_map.json` as transformers does.
 struct TokenizerConfigReader {
     let json: JSONAccess
+    let map: JSONAccess
 
-    init(source: String) {
+    init(source: String, mapSource: String = "special_tokens_map.json") {
         json = JSONAccess(source: source)
+        map = JSONAccess(source: mapSource)
     }
 
     func apply(config: JSONValue?, specialTokensMap: JSONValue?, to parts: inout TokenizerParts) throws(TokenizerError) {
         let configObject = try config.map { v throws(TokenizerError) in try json.object(v, "(root)") } ?? JSONObject()
         let mapObject = try specialTokensMap.map { v throws(TokenizerError) in
-            try JSONAccess(source: "special_tokens_map.json").object(v, "(root)")
+            try map.object(v, "(root)")
         } ?? JSONObject()
 
         var assigner = AddedTokenIDs(vocabulary: parts.vocabulary, added: parts.addedTokens)
@@ -39,7 +41,7 @@ struct TokenizerConfigReader {
             let entry = try access.object(value, path)
             return try access.string(try access.required(entry, "content", path), path + ".content")
         }
-        let sources = [(configObject, json), (mapObject, JSONAccess(source: "special_tokens_map.json"))]
+        let sources = [(configObject, json), (mapObject, map)]
         func tokenContent(_ key: String) throws(TokenizerError) -> String? {
             for (object, access) in sources {
                 if let value = access.field(object, key) { return try content(value, access, key) }

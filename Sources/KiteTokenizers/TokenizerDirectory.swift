@@ -22,18 +22,23 @@ extension Tokenizer {
         }
         try self.init(
             tokenizerJSON: tokenizerJSON, source: tokenizerPath, config: config,
-            configSource: base + "/tokenizer_config.json", specialTokensMap: specialTokensMap, chatTemplate: chatTemplate)
+            configSource: base + "/tokenizer_config.json", specialTokensMap: specialTokensMap,
+            specialTokensMapSource: base + "/special_tokens_map.json", chatTemplate: chatTemplate)
     }
 
     /// Builds a tokenizer from parsed `tokenizer.json` (and optionally `tokenizer_config.json` and
-    /// `special_tokens_map.json`) documents. `source` names the document in errors.
+    /// `special_tokens_map.json`) documents. `source` names the document in errors; `chatTemplate` (the
+    /// contents of chat_template.jinja) overrides the config's template.
     public convenience init(
         tokenizerJSON: JSONValue, source: String = "tokenizer.json", config: JSONValue? = nil,
-        configSource: String = "tokenizer_config.json", specialTokensMap: JSONValue? = nil, chatTemplate: String? = nil
+        configSource: String = "tokenizer_config.json", specialTokensMap: JSONValue? = nil,
+        specialTokensMapSource: String = "special_tokens_map.json", chatTemplate: String? = nil
     ) throws(TokenizerError) {
         var parts = try TokenizerJSONReader(source: source).parts(tokenizerJSON)
-        try TokenizerConfigReader(source: configSource).apply(config: config, specialTokensMap: specialTokensMap, to: &parts)
-        if parts.chatTemplate == nil { parts.chatTemplate = chatTemplate }
+        try TokenizerConfigReader(source: configSource, mapSource: specialTokensMapSource)
+            .apply(config: config, specialTokensMap: specialTokensMap, to: &parts)
+        // A chat_template.jinja file takes priority over the config's entry, as in transformers.
+        if let chatTemplate { parts.chatTemplate = chatTemplate }
         try self.init(parts: parts)
     }
 }

@@ -47,6 +47,29 @@ import Testing
         #expect(tokenizer.encode("xaxa", addSpecialTokens: false) == [259, 259])
     }
 
+    /// Checked against transformers 5.24 on the same files.
+    @Test func directoryFilesAreReadAsTransformersDoes() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kite-dir-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try Data(TokenizerErrorTests.document().serialized().utf8).write(to: directory.appendingPathComponent("tokenizer.json"))
+        let config: JSONValue = ["bos_token": ["content": "<s>"], "eos_token": "e", "chat_template": "from config"]
+        try Data(config.serialized().utf8).write(to: directory.appendingPathComponent("tokenizer_config.json"))
+        let map: JSONValue = ["pad_token": "<pad>"]
+        try Data(map.serialized().utf8).write(to: directory.appendingPathComponent("special_tokens_map.json"))
+        var tokenizer = try Tokenizer(directory: directory.path)
+        #expect(tokenizer.chatTemplate == "from config")
+        #expect(tokenizer.bosTokenID == 258 && tokenizer.eosTokenID == 101)
+        // "<pad>" is in no vocabulary: it becomes a new special token, atomic in text.
+        #expect(tokenizer.padTokenID == 259 && tokenizer.encode("a<pad>", addSpecialTokens: false) == [97, 259])
+        // "e" is a model token named as a special token: transformers makes it atomic and special.
+        #expect(tokenizer.isSpecial(101) && tokenizer.encode("hel", addSpecialTokens: false) == [104, 101, 108])
+        #expect(try tokenizer.decode([104, 101, 108], skipSpecialTokens: true) == "hl")
+        try Data("{{ messages }}".utf8).write(to: directory.appendingPathComponent("chat_template.jinja"))
+        tokenizer = try Tokenizer(directory: directory.path)
+        #expect(tokenizer.chatTemplate == "{{ messages }}")
+    }
+
     @Test func theBaseDocumentLoadsAndEncodes() throws {
         let tokenizer = try Tokenizer(tokenizerJSON: TokenizerErrorTests.document(), source: "tok.json")
         #expect(tokenizer.encode("hello<s>", addSpecialTokens: false) == [257, 108, 111, 258])
