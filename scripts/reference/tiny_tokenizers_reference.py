@@ -100,6 +100,19 @@ def variants(base_size):
             },
             "strings": contexts,
         },
+        "llama3-post-processor": {
+            "overrides": {
+                "added_tokens": s_tokens,
+                "post_processor": {"type": "Sequence", "processors": [
+                    {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+                    {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                                              {"Sequence": {"id": "A", "type_id": 0}}],
+                     "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                     "special_tokens": {"<s>": {"id": "<s>", "ids": [n], "tokens": ["<s>"]}}},
+                ]},
+            },
+            "strings": contexts,
+        },
         "roberta": {
             "overrides": {"added_tokens": s_tokens,
                           "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", n + 1], "cls": ["<s>", n],
