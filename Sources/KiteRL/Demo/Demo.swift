@@ -18,6 +18,8 @@ public struct DemoOptions: Sendable {
     public var samplesPerPrompt = 8
     public var overSamplingBatchSize = 64
     public var learningRate = 3e-4
+    /// Optimizer steps per rollout (`--num-steps-per-rollout`): each takes an equal share of the groups.
+    public var stepsPerRollout = 1
     public var evaluationInterval: Double = 20
     public var heldOutPrompts = 300
     public var threads: Int?
@@ -136,7 +138,7 @@ public enum Demo {
         let policy = try PolicyTrainer(model: model, optimizer: AdamWConfig(), schedule: LearningRateSchedule(maxLR: options.learningRate, decaySteps: 1), clipGradient: 1.0)
         var optimization = PolicyOptimizationOptions()
         optimization.useRolloutLogprobs = true
-        optimization.numStepsPerRollout = 1
+        optimization.numStepsPerRollout = options.stepsPerRollout
         optimization.microBatching = .dynamic(maxTokensPerGPU: 8192)
         optimization.loss.epsClipHigh = 0.28
         let optimizer = try PolicyOptimization(trainer: policy, reference: nil, options: optimization)
@@ -150,7 +152,7 @@ public enum Demo {
         var split = (rollout: 0.0, train: 0.0, sync: 0.0)
         while MonotonicClock.seconds() - grpoStart < options.grpoSeconds && iteration < (options.maxIterations ?? .max) {
             let t0 = MonotonicClock.seconds()
-            let result = try await manager.generate(rolloutID: iteration, weightVersion: String(version))
+            let result = try await manager.generate(rolloutID: iteration)
             rewardWindow.append(result.metrics.first { $0.name == "rollout/reward_mean" }?.value ?? 0)
             let t1 = MonotonicClock.seconds()
             _ = try optimizer.train(groups: result.groups, samplesPerPrompt: options.samplesPerPrompt)

@@ -97,7 +97,8 @@ public final class RolloutManager: @unchecked Sendable {
         case aborted(PendingGroup)
     }
 
-    public func generate(rolloutID: Int, weightVersion: String) async throws -> RolloutResult {
+    /// Samples record the weight version the engine reports for them, so the trainer can check it.
+    public func generate(rolloutID: Int) async throws -> RolloutResult {
         let start = Self.now()
         let target = options.rolloutBatchSize
         let n = options.samplesPerPrompt
@@ -121,7 +122,7 @@ public final class RolloutManager: @unchecked Sendable {
                 let engine = engine, reward = reward, options = options
                 let seed = options.seed &+ UInt64(rolloutID) &* 1_000_003 &+ UInt64(pending.groupIndex) &* 7919
                 tasks.addTask {
-                    let outcome = try await Self.runGroup(pending, requestID: requestID, seed: seed, weightVersion: weightVersion, engine: engine, reward: reward, options: options)
+                    let outcome = try await Self.runGroup(pending, requestID: requestID, seed: seed, engine: engine, reward: reward, options: options)
                     return (position, outcome)
                 }
             }
@@ -199,7 +200,7 @@ public final class RolloutManager: @unchecked Sendable {
 
     /// One group: generate (continuing partial samples), then score.
     private static func runGroup(
-        _ pending: PendingGroup, requestID: String, seed: UInt64, weightVersion: String, engine: any RolloutEngine,
+        _ pending: PendingGroup, requestID: String, seed: UInt64, engine: any RolloutEngine,
         reward: any RewardFunction, options: RolloutOptions
     ) async throws -> Outcome {
         if pending.complete { return .finished(pending.samples, pending) }
