@@ -1,0 +1,285 @@
+/// Expression evaluation: names, literals, operators, attribute and item access with jinja2's sandbox
+/// rules, calls, filters and tests.
+extension Interpreter {
+    /// Evaluates `expression`. `filterInput` feeds the head of a `{% filter %}`/`{% set x | f %}` chain;
+    /// `extraKeyword` adds `caller` to the call of a `{% call %}` block.
+    func evaluate(_ expression: Expression, in scope: Scope, filterInput: JinjaValue? = nil, extraKeyword: (String, JinjaValue)? = nil) throws(RuntimeFailure) -> JinjaValue {
+        do {
+            return try evaluateKind(expression, in: scope, filterInput: filterInput, extraKeyword: extraKeyword)
+        } catch {
+            throw error.located(expression.offset)
+        }
+    }
+
+    private func evaluateKind(_ expression: Expression, in scope: Scope, filterInput: JinjaValue?, extraKeyword: (String, JinjaValue)?) throws(RuntimeFailure) -> JinjaValue {
+        switch expression.kind {
+        case .literal(let value):
+            return value
+        case .name(let name):
+            return scope.lookup(name) ?? globals[name] ?? .undefinedName(name)
+        case .list(let items):
+            var values: [JinjaValue] = []
+            values.reserveCapacity(items.count)
+            for item in items { values.append(try evaluate(item, in: scope)) }
+            return .list(try JinjaList(values))
+        case .tuple(let items):
+            var values: [JinjaValue] = []
+            for item in items { values.append(try evaluate(item, in: scope)) }
+            return .tuple(try JinjaList(values))
+        case .dict(let pairs):
+            var dict = JinjaDict()
+            for pair in pairs {
+                let key = try evaluate(pair.key, in: scope)
+                try dict.set(key, try evaluate(pair.value, in: scope))
+            }
+            return .dict(dict)
+        case .attribute(let base, let name):
+            return try getAttribute(try evaluate(base, in: scope), name)
+        case .item(let base, let key):
+            let container = try evaluate(base, in: scope)
+            return try getItem(container, try evaluate(key, in: scope))
+        case .slice(let base, let start, let stop, let step):
+            let container = try evaluate(base, in: scope)
+            let bounds = [start, stop, step].map { $0 }
+            var values: [JinjaValue?] = []
+            for bound in bounds { values.append(try bound.map { (e: Expression) throws(RuntimeFailure) -> JinjaValue in try evaluate(e, in: scope) }) }
+            return try slice(container, start: values[0], stop: values[1], step: values[2])
+        case .call(let callee, let argumentExpressions):
+            let function = try evaluate(callee, in: scope)
+            var arguments = try evaluateArguments(argumentExpressions, in: scope)
+            if let extraKeyword { arguments.keywords.append((extraKeyword.0, extraKeyword.1)) }
+            return try call(function, arguments)
+        case .filter(let base, let name, let argumentExpressions):
+            let input: JinjaValue
+            if let base {
+                input = try evaluate(base, in: scope, filterInput: filterInput)
+            } else {
+                input = filterInput ?? .undefinedName("filter input")
+            }
+            let arguments = try evaluateArguments(argumentExpressions, in: scope)
+            guard let filter = JinjaFilters.table[name] else {
+                throw RuntimeFailure("TemplateRuntimeError: No filter named \(pythonRepr(name)) found.")
+            }
+            return try filter(self, input, arguments)
+        case .test(let base, let name, let argumentExpressions):
+            let value = try evaluate(base, in: scope)
+            let arguments = try evaluateArguments(argumentExpressions, in: scope)
+            return .bool(try runTest(name, value, arguments))
+        case .unary(let negate, let operand):
+            return try JinjaValue.unary(negate: negate, try evaluate(operand, in: scope))
+        case .not(let operand):
+            return .bool(!(try evaluate(operand, in: scope).isTruthy))
+        case .binary(let op, let left, let right):
+            let a = try evaluate(left, in: scope)
+            let b = try evaluate(right, in: scope)
+            return try JinjaValue.binary(op, a, b)
+        case .concat(let parts):
+            var text = ""
+            for part in parts {
+                text += try evaluate(part, in: scope).pythonStr()
+                try checkedSize(text.utf8.count)
+            }
+            return .string(text)
+        case .and(let left, let right):
+            let a = try evaluate(left, in: scope)
+            return a.isTruthy ? try evaluate(right, in: scope) : a
+        case .or(let left, let right):
+            let a = try evaluate(left, in: scope)
+            return a.isTruthy ? a : try evaluate(right, in: scope)
+        case .compare(let first, let operands):
+            var left = try evaluate(first, in: scope)
+            for (op, operandExpression) in operands {
+                let right = try evaluate(operandExpression, in: scope)
+                guard try compare(left, op, right) else { return .bool(false) }
+                left = right
+            }
+            return .bool(true)
+        case .conditional(let test, let then, let otherwise):
+            if try evaluate(test, in: scope).isTruthy { return try evaluate(then, in: scope) }
+            if let otherwise { return try evaluate(otherwise, in: scope) }
+            let line = lines.position(of: expression.offset).line
+            return .undefined(JinjaUndefined(.message("the inline if-expression on line \(line) evaluated to false and no else section was defined.")))
+        }
+    }
+
+    func compare(_ a: JinjaValue, _ op: CompareOperator, _ b: JinjaValue) throws(RuntimeFailure) -> Bool {
+        switch op {
+        case .equal: return a.pythonEquals(b)
+        case .notEqual: return !a.pythonEquals(b)
+        case .less: return try a.pythonCompare(b, .less)
+        case .lessOrEqual: return try a.pythonCompare(b, .lessOrEqual)
+        case .greater: return try a.pythonCompare(b, .greater)
+        case .greaterOrEqual: return try a.pythonCompare(b, .greaterOrEqual)
+        case .contains: return try b.pythonContains(a)
+        case .notContains: return !(try b.pythonContains(a))
+        }
+    }
+
+    func evaluateArguments(_ expressions: [CallArgument], in scope: Scope) throws(RuntimeFailure) -> JinjaArguments {
+        var arguments = JinjaArguments()
+        for argument in expressions {
+            switch argument {
+            case .positional(let e):
+                arguments.positional.append(try evaluate(e, in: scope))
+            case .keyword(let name, let e):
+                arguments.keywords.append((name, try evaluate(e, in: scope)))
+            case .unpackPositional(let e):
+                arguments.positional.append(contentsOf: try evaluate(e, in: scope).pythonIterate())
+            case .unpackKeywords(let e):
+                guard case .dict(let dict) = try evaluate(e, in: scope) else {
+                    throw RuntimeFailure("TypeError: argument after ** must be a mapping", at: e.offset)
+                }
+                for (key, value) in dict.entries {
+                    guard case .string(let name) = key else { throw RuntimeFailure("TypeError: keywords must be strings", at: e.offset) }
+                    arguments.keywords.append((name, value))
+                }
+            }
+        }
+        return arguments
+    }
+
+    func call(_ callee: JinjaValue, _ arguments: JinjaArguments) throws(RuntimeFailure) -> JinjaValue {
+        switch callee {
+        case .function(let function):
+            return try function.body(arguments, self)
+        case .loop(let loop):
+            guard let recurse = loop.recurse else {
+                throw RuntimeFailure("TypeError: The loop must have the 'recursive' marker to be called recursively.")
+            }
+            guard arguments.positional.count == 1, arguments.keywords.isEmpty else {
+                throw RuntimeFailure("TypeError: loop() takes exactly one argument")
+            }
+            return try recurse(arguments.positional[0], self)
+        case .undefined(let u):
+            throw u.failure
+        default:
+            throw RuntimeFailure("TypeError: '\(callee.pythonTypeName)' object is not callable")
+        }
+    }
+
+    func runTest(_ name: String, _ value: JinjaValue, _ arguments: JinjaArguments) throws(RuntimeFailure) -> Bool {
+        guard let test = JinjaTests.table[name] else {
+            throw RuntimeFailure("TemplateRuntimeError: No test named \(pythonRepr(name)) found.")
+        }
+        return try test(self, value, arguments)
+    }
+
+    // MARK: - Attribute and item access (jinja2's SandboxedEnvironment.getattr / getitem)
+
+    func getAttribute(_ value: JinjaValue, _ name: String) throws(RuntimeFailure) -> JinjaValue {
+        switch value {
+        case .undefined(let u):
+            throw u.failure
+        case .namespace(let namespace):
+            return namespace.attributes.get(name) ?? missingAttribute(value, name)
+        case .loop(let loop):
+            return try loopAttribute(loop, name) ?? missingAttribute(value, name)
+        default:
+            if name.hasPrefix("__") {
+                return .undefined(JinjaUndefined(.message("access to attribute \(pythonRepr(name)) of \(pythonRepr(value.pythonTypeName)) object is unsafe."), isSecurityViolation: true))
+            }
+            if let method = PythonMethods.bind(value, name) { return method }
+            if case .dict(let dict) = value, let item = dict.get(name) { return item }
+            return missingAttribute(value, name)
+        }
+    }
+
+    private func missingAttribute(_ owner: JinjaValue, _ name: String) -> JinjaValue {
+        .undefined(JinjaUndefined(.attribute(owner: owner.ownerDescription, name: name)))
+    }
+
+    func getItem(_ value: JinjaValue, _ key: JinjaValue) throws(RuntimeFailure) -> JinjaValue {
+        switch (value, key) {
+        case (.undefined(let u), _):
+            throw u.failure
+        case (.dict(let dict), _):
+            if let item = try? dict.get(key) { return item }
+        case (.list(let list), _), (.tuple(let list), _):
+            if let i = key.numeric.flatMap({ n -> Int? in if case .int(let i) = n { return i } else { return nil } }) {
+                let index = i < 0 ? i + list.items.count : i
+                if index >= 0 && index < list.items.count { return list.items[index] }
+            }
+        case (.string(let text), _):
+            if case .int(let i)? = key.numeric {
+                let scalars = text.unicodeScalars
+                let count = scalars.count
+                let index = i < 0 ? i + count : i
+                if index >= 0 && index < count {
+                    return .string(String(scalars[scalars.index(scalars.startIndex, offsetBy: index)]))
+                }
+            }
+        default:
+            break
+        }
+        if case .string(let name) = key {
+            switch value {
+            case .dict, .list, .tuple, .string, .namespace, .loop, .none, .bool, .int, .float:
+                return try getAttribute(value, name)
+            default: break
+            }
+        }
+        return .undefined(JinjaUndefined(.element(owner: value.ownerDescription, key: (try? key.pythonRepr()) ?? "?")))
+    }
+
+    func slice(_ value: JinjaValue, start: JinjaValue?, stop: JinjaValue?, step: JinjaValue?) throws(RuntimeFailure) -> JinjaValue {
+        if case .undefined(let u) = value { throw u.failure }
+        func bound(_ v: JinjaValue?) -> Int?? {
+            guard let v else { return .some(nil) }
+            switch v {
+            case .none: return .some(nil)
+            case .int(let i): return .some(i)
+            case .bool(let b): return .some(b ? 1 : 0)
+            default: return nil
+            }
+        }
+        let sliceRepr = "slice(\((try? (start ?? .none).pythonRepr()) ?? "None"), \((try? (stop ?? .none).pythonRepr()) ?? "None"), \((try? (step ?? .none).pythonRepr()) ?? "None"))"
+        let undefinedSlice = JinjaValue.undefined(JinjaUndefined(.element(owner: value.ownerDescription, key: sliceRepr)))
+        guard case .some(let a) = bound(start), case .some(let b) = bound(stop), case .some(let c) = bound(step) else {
+            return undefinedSlice
+        }
+        let stepValue = c ?? 1
+        guard stepValue != 0 else { throw RuntimeFailure("ValueError: slice step cannot be zero") }
+        switch value {
+        case .list(let list): return .list(try JinjaList(PythonString.slice(list.items, start: a, stop: b, step: stepValue)))
+        case .tuple(let list): return .tuple(try JinjaList(PythonString.slice(list.items, start: a, stop: b, step: stepValue)))
+        case .string(let text):
+            return .string(PythonString.string(PythonString.slice(Array(text.unicodeScalars), start: a, stop: b, step: stepValue)))
+        default:
+            return undefinedSlice
+        }
+    }
+
+    private func loopAttribute(_ loop: JinjaLoop, _ name: String) throws(RuntimeFailure) -> JinjaValue? {
+        switch name {
+        case "index0": return .int(loop.index0)
+        case "index": return .int(loop.index0 + 1)
+        case "revindex": return .int(loop.length - loop.index0)
+        case "revindex0": return .int(loop.length - loop.index0 - 1)
+        case "first": return .bool(loop.index0 == 0)
+        case "last": return .bool(loop.index0 == loop.length - 1)
+        case "length": return .int(loop.length)
+        case "depth": return .int(loop.depth0 + 1)
+        case "depth0": return .int(loop.depth0)
+        case "previtem":
+            return loop.index0 > 0 ? loop.items[loop.index0 - 1] : .undefined(JinjaUndefined(.message("there is no previous item")))
+        case "nextitem":
+            return loop.index0 + 1 < loop.length ? loop.items[loop.index0 + 1] : .undefined(JinjaUndefined(.message("there is no next item")))
+        case "cycle":
+            return .function(JinjaFunction(name: "cycle", typeName: "method") { (arguments: JinjaArguments, _: Interpreter) throws(RuntimeFailure) -> JinjaValue in
+                guard !arguments.positional.isEmpty else { throw RuntimeFailure("TypeError: no items for cycling given") }
+                return arguments.positional[loop.index0 % arguments.positional.count]
+            })
+        case "changed":
+            return .function(JinjaFunction(name: "changed", typeName: "method") { (arguments: JinjaArguments, _: Interpreter) throws(RuntimeFailure) -> JinjaValue in
+                let values = arguments.positional
+                if let last = loop.lastChanged, last.count == values.count, zip(last, values).allSatisfy({ $0.pythonEquals($1) }) {
+                    return .bool(false)
+                }
+                loop.lastChanged = values
+                return .bool(true)
+            })
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,458 @@
+import KiteJSON
+
+/// jinja2's built-in filters (`filters.py`) with transformers' `tojson` override
+/// (`json.dumps(x, ensure_ascii=False, indent=..., separators=..., sort_keys=...)`). Arguments bind like
+/// the Python signatures. Filters that return generators in jinja2 (`map`, `select`, `reverse`, ...)
+/// return one-shot iterators here too.
+enum JinjaFilters {
+    typealias Filter = @Sendable (Interpreter, JinjaValue, JinjaArguments) throws(RuntimeFailure) -> JinjaValue
+
+    static let table: [String: Filter] = [
+        "abs": { _, v, a throws(RuntimeFailure) in
+            _ = try a.bind([], function: "abs")
+            switch v.numeric {
+            case .int(let i)?:
+                guard i != Int.min else { throw RuntimeFailure("OverflowError: integer result does not fit in 64 bits") }
+                return .int(abs(i))
+            case .float(let d)?: return .float(abs(d))
+            case nil:
+                if case .undefined(let u) = v { throw u.failure }
+                throw RuntimeFailure("TypeError: bad operand type for abs(): '\(v.pythonTypeName)'")
+            }
+        },
+        "attr": { interpreter, v, a throws(RuntimeFailure) in
+            let name = try PythonMethods.string(try a.bind(["name"], function: "attr")[0], "attribute name")
+            switch v {
+            case .namespace, .loop, .undefined: return try interpreter.getAttribute(v, name)
+            default:
+                if name.hasPrefix("__") { return try interpreter.getAttribute(v, name) }
+                return PythonMethods.bind(v, name) ?? .undefined(JinjaUndefined(.attribute(owner: v.ownerDescription, name: name)))
+            }
+        },
+        "batch": { interpreter, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["linecount", "fill_with"], function: "do_batch")
+            let size = try PythonMethods.integer(b[0], "linecount") ?? 0
+            guard size > 0 else { throw RuntimeFailure("ValueError: batch size must be positive") }
+            let items = try v.pythonIterate()
+            try interpreter.spend(items.count)
+            var batches: [JinjaValue] = []
+            var index = 0
+            while index < items.count {
+                var chunk = Array(items[index..<min(index + size, items.count)])
+                if chunk.count < size, let fill = b[1], !PythonMethods.isNone(fill) {
+                    chunk += Array(repeating: fill, count: size - chunk.count)
+                }
+                batches.append(.list(try JinjaList(chunk)))
+                index += size
+            }
+            return .iterator(JinjaIterator(batches, origin: "do_batch"))
+        },
+        "capitalize": { _, v, _ throws(RuntimeFailure) in .string(PythonString.capitalize(try v.pythonStr())) },
+        "center": { _, v, a throws(RuntimeFailure) in
+            let width = try PythonMethods.integer(try a.bind(["width"], function: "do_center")[0], default: 80, "width") ?? 80
+            try checkedSize(width)
+            return .string(PythonString.pad(try v.pythonStr(), width: width, fill: " ", alignment: 0))
+        },
+        "count": { _, v, a throws(RuntimeFailure) in .int(try v.pythonLength()) },
+        "length": { _, v, a throws(RuntimeFailure) in .int(try v.pythonLength()) },
+        "d": defaultFilter,
+        "default": defaultFilter,
+        "dictsort": { interpreter, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["case_sensitive", "by", "reverse"], function: "do_dictsort")
+            guard case .dict(let dict) = v else {
+                throw RuntimeFailure("AttributeError: '\(v.pythonTypeName)' object has no attribute 'items'")
+            }
+            let caseSensitive = b[0]?.isTruthy ?? false
+            let position: Int
+            switch b[1] {
+            case nil, .string("key")?: position = 0
+            case .string("value")?: position = 1
+            default: throw RuntimeFailure("FilterArgumentError: You can only sort by either \"key\" or \"value\"")
+            }
+            var pairs: [JinjaValue] = []
+            for entry in dict.entries { pairs.append(.tuple(try JinjaList([entry.key, entry.value]))) }
+            try interpreter.spend(pairs.count)
+            let sorted = try stableSort(pairs, reverse: b[2]?.isTruthy ?? false) { (pair: JinjaValue) throws(RuntimeFailure) -> JinjaValue in
+                guard case .tuple(let t) = pair else { return pair }
+                return caseSensitive ? t.items[position] : ignoreCase(t.items[position])
+            }
+            return .list(try JinjaList(sorted))
+        },
+        "e": escapeFilter,
+        "escape": escapeFilter,
+        "forceescape": escapeFilter,
+        "first": { _, v, a throws(RuntimeFailure) in
+            _ = try a.bind([], function: "do_first")
+            if case .iterator(let iterator) = v {
+                return iterator.items.first.map { _ in iterator.drain()[0] } ?? emptyUndefined("No first item, sequence was empty.")
+            }
+            return try v.pythonIterate().first ?? emptyUndefined("No first item, sequence was empty.")
+        },
+        "last": { _, v, a throws(RuntimeFailure) in
+            _ = try a.bind([], function: "do_last")
+            switch v {
+            case .iterator: throw RuntimeFailure("TypeError: '\(v.pythonTypeName)' object is not reversible")
+            case .list, .tuple, .string, .dict, .undefined:
+                return try v.pythonIterate().last ?? emptyUndefined("No last item, sequence was empty.")
+            default: throw RuntimeFailure("TypeError: '\(v.pythonTypeName)' object is not reversible")
+            }
+        },
+        "float": { _, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["default"], function: "do_float")
+            return toFloat(v) ?? b[0] ?? .float(0)
+        },
+        "int": { _, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["default", "base"], function: "do_int")
+            let base = try PythonMethods.integer(b[1], default: 10, "base") ?? 10
+            return toInt(v, base: base) ?? b[0] ?? .int(0)
+        },
+        "format": { _, v, a throws(RuntimeFailure) in
+            if !a.positional.isEmpty && !a.keywords.isEmpty {
+                throw RuntimeFailure("FilterArgumentError: can't handle positional and keyword arguments at the same time")
+            }
+            let values: JinjaValue
+            if !a.keywords.isEmpty {
+                var dict = JinjaDict()
+                for (name, value) in a.keywords { try dict.set(.string(name), value) }
+                values = .dict(dict)
+            } else {
+                values = .tuple(try JinjaList(a.positional))
+            }
+            return .string(try pythonPercentFormat(try v.pythonStr(), values))
+        },
+        "indent": { _, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["width", "first", "blank"], function: "do_indent")
+            let indentation: String
+            switch b[0] {
+            case .string(let s)?: indentation = s
+            default:
+                let width = try PythonMethods.integer(b[0], default: 4, "width") ?? 4
+                try checkedSize(width)
+                indentation = String(repeating: " ", count: max(0, width))
+            }
+            let lines = PythonString.splitLines(try v.pythonStr() + "\n")
+            var result: String
+            if b[2]?.isTruthy ?? false {
+                result = lines.joined(separator: "\n" + indentation)
+            } else {
+                result = lines.first ?? ""
+                let rest = lines.dropFirst()
+                if !rest.isEmpty {
+                    result += "\n" + rest.map { $0.isEmpty ? $0 : indentation + $0 }.joined(separator: "\n")
+                }
+            }
+            if b[1]?.isTruthy ?? false { result = indentation + result }
+            try checkedSize(result.utf8.count)
+            return .string(result)
+        },
+        "items": { interpreter, v, a throws(RuntimeFailure) in
+            _ = try a.bind([], function: "do_items")
+            switch v {
+            case .undefined: return .iterator(JinjaIterator([], origin: "do_items"))
+            case .dict(let dict):
+                var pairs: [JinjaValue] = []
+                for entry in dict.entries { pairs.append(.tuple(try JinjaList([entry.key, entry.value]))) }
+                return .iterator(JinjaIterator(pairs, origin: "do_items"))
+            default: throw RuntimeFailure("TypeError: Can only get item pairs from a mapping.")
+            }
+        },
+        "join": { interpreter, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["d", "attribute"], function: "do_join")
+            let separator = try (b[0] ?? .emptyString).pythonStr()
+            var items = try v.pythonIterate()
+            try interpreter.spend(items.count)
+            if let attribute = b[1], !PythonMethods.isNone(attribute) {
+                let getter = try attributeGetter(interpreter, attribute, default: nil)
+                var mapped: [JinjaValue] = []
+                for item in items { mapped.append(try getter(item)) }
+                items = mapped
+            }
+            var parts: [String] = []
+            var total = 0
+            for item in items {
+                let text = try item.pythonStr()
+                total += text.utf8.count + separator.utf8.count
+                try checkedSize(total)
+                parts.append(text)
+            }
+            return .string(parts.joined(separator: separator))
+        },
+        "list": { interpreter, v, a throws(RuntimeFailure) in
+            _ = try a.bind([], function: "do_list")
+            let items = try v.pythonIterate()
+            try interpreter.spend(items.count)
+            return .list(try JinjaList(items))
+        },
+        "lower": { _, v, _ throws(RuntimeFailure) in .string(PythonString.lower(try v.pythonStr())) },
+        "upper": { _, v, _ throws(RuntimeFailure) in .string(PythonString.upper(try v.pythonStr())) },
+        "map": { interpreter, v, a throws(RuntimeFailure) in
+            guard v.isTruthy else { return .iterator(JinjaIterator([], origin: "sync_do_map")) }
+            let transform = try mapFunction(interpreter, a)
+            var out: [JinjaValue] = []
+            for item in try v.pythonIterate() {
+                try interpreter.spend()
+                out.append(try transform(item))
+            }
+            return .iterator(JinjaIterator(out, origin: "sync_do_map"))
+        },
+        "min": { interpreter, v, a throws(RuntimeFailure) in try extreme(interpreter, v, a, largest: false) },
+        "max": { interpreter, v, a throws(RuntimeFailure) in try extreme(interpreter, v, a, largest: true) },
+        "select": { interpreter, v, a throws(RuntimeFailure) in try selectOrReject(interpreter, v, a, keep: true, attribute: false) },
+        "reject": { interpreter, v, a throws(RuntimeFailure) in try selectOrReject(interpreter, v, a, keep: false, attribute: false) },
+        "selectattr": { interpreter, v, a throws(RuntimeFailure) in try selectOrReject(interpreter, v, a, keep: true, attribute: true) },
+        "rejectattr": { interpreter, v, a throws(RuntimeFailure) in try selectOrReject(interpreter, v, a, keep: false, attribute: true) },
+        "replace": { _, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["old", "new", "count"], function: "do_replace")
+            guard let old = b[0], let new = b[1] else {
+                throw RuntimeFailure("TypeError: do_replace() missing required arguments 'old' and 'new'")
+            }
+            let count = try PythonMethods.integer(b[2], default: -1, "count") ?? -1
+            let result = PythonString.replace(try v.pythonStr(), try old.pythonStr(), try new.pythonStr(), count: count)
+            try checkedSize(result.utf8.count)
+            return .string(result)
+        },
+        "reverse": { interpreter, v, a throws(RuntimeFailure) in
+            _ = try a.bind([], function: "do_reverse")
+            switch v {
+            case .string(let s): return .string(PythonString.string(s.unicodeScalars.reversed()))
+            case .list(let l): return .iterator(JinjaIterator(l.items.reversed(), typeName: "list_reverseiterator", origin: "reverse"))
+            case .tuple(let l): return .iterator(JinjaIterator(l.items.reversed(), typeName: "reversed", origin: "reverse"))
+            case .dict(let d): return .iterator(JinjaIterator(d.entries.map(\.key).reversed(), typeName: "dict_reversekeyiterator", origin: "reverse"))
+            default:
+                do {
+                    return .list(try JinjaList(try v.pythonIterate().reversed()))
+                } catch {
+                    throw RuntimeFailure("FilterArgumentError: argument must be iterable")
+                }
+            }
+        },
+        "round": { _, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["precision", "method"], function: "do_round")
+            let precision = try PythonMethods.integer(b[0], default: 0, "precision") ?? 0
+            let method = try PythonMethods.optionalString(b[1], "method") ?? "common"
+            guard ["common", "ceil", "floor"].contains(method) else {
+                throw RuntimeFailure("FilterArgumentError: method must be common, ceil or floor")
+            }
+            guard let number = v.numeric else {
+                throw RuntimeFailure("TypeError: type \(v.pythonTypeName) doesn't define __round__ method")
+            }
+            if case .int(let i) = number, method == "common" { return .int(i) }
+            let scale = powerOfTen(precision)
+            let x = number.double
+            switch method {
+            case "ceil": return .float((x * scale).rounded(.up) / scale)
+            case "floor": return .float((x * scale).rounded(.down) / scale)
+            default: return .float(precision == 0 ? x.rounded(.toNearestOrEven) : (x * scale).rounded(.toNearestOrEven) / scale)
+            }
+        },
+        "safe": { _, v, _ throws(RuntimeFailure) in .string(try v.pythonStr()) },
+        "slice": { interpreter, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["slices", "fill_with"], function: "sync_do_slice")
+            let slices = try PythonMethods.integer(b[0], "slices") ?? 0
+            guard slices > 0 else { throw RuntimeFailure("ZeroDivisionError: integer division or modulo by zero") }
+            try checkedSize(slices)
+            let items = try v.pythonIterate()
+            try interpreter.spend(items.count + slices)
+            let perSlice = items.count / slices
+            let withExtra = items.count % slices
+            var offset = 0
+            var out: [JinjaValue] = []
+            for number in 0..<slices {
+                let start = offset + number * perSlice
+                if number < withExtra { offset += 1 }
+                let end = offset + (number + 1) * perSlice
+                var chunk = Array(items[start..<end])
+                if let fill = b[1], !PythonMethods.isNone(fill), number >= withExtra { chunk.append(fill) }
+                out.append(.list(try JinjaList(chunk)))
+            }
+            return .iterator(JinjaIterator(out, origin: "sync_do_slice"))
+        },
+        "sort": { interpreter, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["reverse", "case_sensitive", "attribute"], function: "do_sort")
+            let items = try v.pythonIterate()
+            try interpreter.spend(items.count)
+            let key = try multiAttributeGetter(interpreter, b[2], caseSensitive: b[1]?.isTruthy ?? false)
+            return .list(try JinjaList(try stableSort(items, reverse: b[0]?.isTruthy ?? false, key: key)))
+        },
+        "string": { _, v, _ throws(RuntimeFailure) in .string(try v.pythonStr()) },
+        "sum": { interpreter, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["attribute", "start"], function: "sync_do_sum")
+            var total = b[1] ?? .int(0)
+            let getter: ((JinjaValue) throws(RuntimeFailure) -> JinjaValue)? = try b[0].flatMap { (attribute: JinjaValue) throws(RuntimeFailure) -> ((JinjaValue) throws(RuntimeFailure) -> JinjaValue)? in
+                PythonMethods.isNone(attribute) ? nil : try attributeGetter(interpreter, attribute, default: nil)
+            }
+            for item in try v.pythonIterate() {
+                try interpreter.spend()
+                total = try JinjaValue.binary(.add, total, try getter?(item) ?? item)
+            }
+            return total
+        },
+        "title": { _, v, _ throws(RuntimeFailure) in .string(jinjaTitle(try v.pythonStr())) },
+        "trim": { _, v, a throws(RuntimeFailure) in
+            let chars = try PythonMethods.optionalString(try a.bind(["chars"], function: "do_trim")[0], "chars")
+            return .string(PythonString.strip(try v.pythonStr(), characters: chars, leading: true, trailing: true))
+        },
+        "truncate": { _, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["length", "killwords", "end", "leeway"], function: "do_truncate")
+            let length = try PythonMethods.integer(b[0], default: 255, "length") ?? 255
+            let end = try PythonMethods.optionalString(b[2], "end") ?? "..."
+            let leeway = try PythonMethods.integer(b[3], default: 5, "leeway") ?? 5
+            let endLength = end.unicodeScalars.count
+            guard length >= endLength else { throw RuntimeFailure("AssertionError: expected length >= \(endLength), got \(length)") }
+            guard leeway >= 0 else { throw RuntimeFailure("AssertionError: expected leeway >= 0, got \(leeway)") }
+            let text = try v.pythonStr()
+            let scalars = Array(text.unicodeScalars)
+            if scalars.count <= length + leeway { return .string(text) }
+            let head = PythonString.string(scalars[..<(length - endLength)])
+            if b[1]?.isTruthy ?? false { return .string(head + end) }
+            let words = try PythonString.rsplit(head, separator: " ", maxSplit: 1)
+            return .string((words.first ?? "") + end)
+        },
+        "unique": { interpreter, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["case_sensitive", "attribute"], function: "sync_do_unique")
+            let getter = try attributeGetter(interpreter, b[1] ?? .none, default: nil, caseSensitive: b[0]?.isTruthy ?? false)
+            var seen = Set<DictKey>()
+            var out: [JinjaValue] = []
+            for item in try v.pythonIterate() {
+                try interpreter.spend()
+                if seen.insert(try DictKey(try getter(item))).inserted { out.append(item) }
+            }
+            return .iterator(JinjaIterator(out, origin: "sync_do_unique"))
+        },
+        "wordcount": { _, v, _ throws(RuntimeFailure) in
+            var count = 0
+            var inWord = false
+            for scalar in try v.pythonStr().unicodeScalars {
+                let isWord = scalar == "_" || scalar.properties.isAlphabetic || scalar.properties.numericType != nil
+                if isWord && !inWord { count += 1 }
+                inWord = isWord
+            }
+            return .int(count)
+        },
+        "tojson": { _, v, a throws(RuntimeFailure) in
+            let b = try a.bind(["ensure_ascii", "indent", "separators", "sort_keys"], function: "tojson")
+            var indent: Int? = nil
+            if let value = b[1], !PythonMethods.isNone(value) {
+                guard case .int(let i)? = value.numeric else {
+                    throw RuntimeFailure("TypeError: tojson indent must be an integer here, not \(value.pythonTypeName)")
+                }
+                guard i <= 1024 else { throw RuntimeFailure("ValueError: tojson indent \(i) is too large") }
+                indent = max(0, i)
+            }
+            var itemSeparator: String? = nil
+            var keySeparator = ": "
+            if let value = b[2], !PythonMethods.isNone(value) {
+                let parts = try value.pythonIterate()
+                guard parts.count == 2, case .string(let item) = parts[0], case .string(let key) = parts[1] else {
+                    throw RuntimeFailure("ValueError: tojson separators must be two strings")
+                }
+                itemSeparator = item
+                keySeparator = key
+            }
+            let options = JSONWriteOptions(ensureASCII: b[0]?.isTruthy ?? false, indent: indent, itemSeparator: itemSeparator, keySeparator: keySeparator, sortKeys: b[3]?.isTruthy ?? false)
+            let text = try v.toJSON().serialized(options)
+            try checkedSize(text.utf8.count)
+            return .string(text)
+        },
+    ]
+
+    private static let defaultFilter: Filter = { _, v, a throws(RuntimeFailure) in
+        let b = try a.bind(["default_value", "boolean"], function: "do_default")
+        if v.isUndefined || ((b[1]?.isTruthy ?? false) && !v.isTruthy) { return b[0] ?? .emptyString }
+        return v
+    }
+
+    private static let escapeFilter: Filter = { _, v, _ throws(RuntimeFailure) in
+        var out = ""
+        for scalar in try v.pythonStr().unicodeScalars {
+            switch scalar {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&#34;"
+            case "'": out += "&#39;"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return .string(out)
+    }
+
+    private static func emptyUndefined(_ message: String) -> JinjaValue {
+        .undefined(JinjaUndefined(.message(message)))
+    }
+
+    /// jinja2's `title` filter: upper-cases the first character of each word, where words start after
+    /// `-`, whitespace, or an opening bracket, and lower-cases the rest.
+    static func jinjaTitle(_ text: String) -> String {
+        var out = ""
+        var atWordStart = true
+        for scalar in text.unicodeScalars {
+            let isBoundary = scalar == "-" || isPythonWhitespace(scalar) || "({[<".unicodeScalars.contains(scalar)
+            if isBoundary {
+                out.unicodeScalars.append(scalar)
+                atWordStart = true
+            } else if atWordStart {
+                out += PythonString.upper(String(scalar))
+                atWordStart = false
+            } else {
+                out += PythonString.lower(String(scalar))
+            }
+        }
+        return out
+    }
+
+    static func ignoreCase(_ value: JinjaValue) -> JinjaValue {
+        if case .string(let s) = value { return .string(PythonString.lower(s)) }
+        return value
+    }
+
+    static func toFloat(_ value: JinjaValue) -> JinjaValue? {
+        switch value {
+        case .bool, .int, .float: return value.numeric.map { .float($0.double) }
+        case .string(let s):
+            let trimmed = PythonString.strip(s, characters: nil, leading: true, trailing: true).replacingUnderscores()
+            guard !trimmed.isEmpty, let d = Double(trimmed), !trimmed.lowercased().hasPrefix("0x"), !trimmed.lowercased().contains("p") else { return nil }
+            return .float(d)
+        default: return nil
+        }
+    }
+
+    static func toInt(_ value: JinjaValue, base: Int) -> JinjaValue? {
+        switch value {
+        case .bool(let b): return .int(b ? 1 : 0)
+        case .int: return value
+        case .float(let d):
+            guard d.isFinite, abs(d) < 9.2e18 else { return nil }
+            return .int(Int(d))
+        case .string(let s):
+            var text = PythonString.strip(s, characters: nil, leading: true, trailing: true).replacingUnderscores()
+            var negative = false
+            if text.hasPrefix("-") || text.hasPrefix("+") {
+                negative = text.hasPrefix("-")
+                text.removeFirst()
+            }
+            var radix = base
+            let lower = text.lowercased()
+            for (prefix, r) in [("0x", 16), ("0o", 8), ("0b", 2)] where lower.hasPrefix(prefix) && (base == 0 || base == r) {
+                text.removeFirst(2)
+                radix = r
+            }
+            if radix == 0 { radix = 10 }
+            if (2...36).contains(radix), !text.isEmpty, let magnitude = Int(text, radix: radix) {
+                return .int(negative ? -magnitude : magnitude)
+            }
+            // jinja2 falls back to int(float(value)) so that "42.23"|int is 42.
+            if case .float(let d)? = toFloat(value), d.isFinite, abs(d) < 9.2e18 { return .int(Int(d)) }
+            return nil
+        default: return nil
+        }
+    }
+}
+
+extension String {
+    fileprivate func replacingUnderscores() -> String {
+        // Python accepts single underscores between digits in numeric strings.
+        guard contains("_") else { return self }
+        return String(self.filter { $0 != "_" })
+    }
+}
