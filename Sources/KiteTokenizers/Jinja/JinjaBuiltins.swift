@@ -43,7 +43,7 @@ enum JinjaTests {
         "upper": { _, v, _ throws(RuntimeFailure) in PythonString.isCasedMatch(try v.pythonStr(), upper: true) },
         "sequence": { _, v, _ in
             switch v {
-            case .string, .list, .tuple, .dict: true
+            case .string, .list, .tuple, .dict, .undefined: true
             default: false
             }
         },
