@@ -45,6 +45,20 @@ extension Interpreter {
             for bound in bounds { values.append(try bound.map { (e: Expression) throws(RuntimeFailure) -> JinjaValue in try evaluate(e, in: scope) }) }
             return try slice(container, start: values[0], stop: values[1], step: values[2])
         case .call(let callee, let argumentExpressions):
+            // `text.split(...)` and friends: call the method directly instead of binding it first.
+            if extraKeyword == nil, case .attribute(let base, let name) = callee.kind {
+                let receiver = try evaluate(base, in: scope)
+                if !name.hasPrefix("_"), let method = PythonMethods.method(receiver, name) {
+                    let arguments = try evaluateArguments(argumentExpressions, in: scope)
+                    do {
+                        return try method(receiver, arguments)
+                    } catch {
+                        throw error.located(callee.offset)
+                    }
+                }
+                let function = try getAttribute(receiver, name)
+                return try call(function, try evaluateArguments(argumentExpressions, in: scope))
+            }
             let function = try evaluate(callee, in: scope)
             var arguments = try evaluateArguments(argumentExpressions, in: scope)
             if let extraKeyword { arguments.keywords.append((extraKeyword.0, extraKeyword.1)) }
@@ -174,6 +188,16 @@ extension Interpreter {
             return namespace.attributes.get(name) ?? missingAttribute(value, name)
         case .loop(let loop):
             return try loopAttribute(loop, name) ?? missingAttribute(value, name)
+        case .dict(let dict):
+            // Message fields are read constantly; only the dict method names need the method path.
+            switch name {
+            case "items", "keys", "values", "get", "copy", "clear", "pop", "popitem", "setdefault", "update":
+                return PythonMethods.bind(value, name) ?? missingAttribute(value, name)
+            default:
+                if name.hasPrefix("__") { break }
+                return dict.get(name) ?? missingAttribute(value, name)
+            }
+            return .undefined(JinjaUndefined(.message("access to attribute \(pythonRepr(name)) of 'dict' object is unsafe."), isSecurityViolation: true))
         default:
             if name.hasPrefix("__") {
                 return .undefined(JinjaUndefined(.message("access to attribute \(pythonRepr(name)) of \(pythonRepr(value.pythonTypeName)) object is unsafe."), isSecurityViolation: true))

@@ -17,21 +17,65 @@ public struct JinjaRenderLimits: Sendable {
 /// Variables visible at one level: the render context, a loop iteration, a macro call, a `with`
 /// block. Assignments go to the innermost scope; `if` blocks do not open one, as in jinja2.
 final class Scope: @unchecked Sendable {
-    var variables: [String: JinjaValue]
     let parent: Scope?
+    // Scopes hold a handful of names, so a linear search over short (inline) strings beats hashing;
+    // an index is built only when a scope grows large.
+    private var names: [String] = []
+    private var values: [JinjaValue] = []
+    private var index: [String: Int]? = nil
 
-    init(parent: Scope?, variables: [String: JinjaValue] = [:]) {
+    init(parent: Scope?) {
         self.parent = parent
-        self.variables = variables
+    }
+
+    init(parent: Scope?, variables: [String: JinjaValue]) {
+        self.parent = parent
+        for (name, value) in variables { self[name] = value }
+    }
+
+    init(parent: Scope?, name: String, value: JinjaValue) {
+        self.parent = parent
+        names = [name]
+        values = [value]
+    }
+
+    private func slot(_ name: String) -> Int? {
+        if let index { return index[name] }
+        return names.firstIndex(of: name)
+    }
+
+    subscript(name: String) -> JinjaValue? {
+        get { slot(name).map { values[$0] } }
+        set {
+            if let i = slot(name) {
+                if let newValue { values[i] = newValue }
+                return
+            }
+            guard let newValue else { return }
+            names.append(name)
+            values.append(newValue)
+            if index != nil {
+                index?[name] = names.count - 1
+            } else if names.count > 16 {
+                index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
+            }
+        }
     }
 
     func lookup(_ name: String) -> JinjaValue? {
         var scope: Scope? = self
         while let current = scope {
-            if let value = current.variables[name] { return value }
+            if let value = current[name] { return value }
             scope = current.parent
         }
         return nil
+    }
+
+    /// Drops every variable (breaking reference cycles through macros when a render ends).
+    func clear() {
+        names.removeAll()
+        values.removeAll()
+        index = nil
     }
 }
 
@@ -66,7 +110,7 @@ final class Interpreter: @unchecked Sendable {
 
     private func releaseCycles() {
         for namespace in namespaces { namespace.attributes = JinjaDict() }
-        for scope in macroScopes { scope.variables.removeAll() }
+        for scope in macroScopes { scope.clear() }
         namespaces.removeAll()
         macroScopes.removeAll()
     }
@@ -144,7 +188,7 @@ final class Interpreter: @unchecked Sendable {
                 if let filter { value = try evaluate(filter, in: scope, filterInput: value) }
                 try assign(target, value, in: scope, at: offset)
             case .macro(let definition):
-                scope.variables[definition.name] = .function(makeMacro(definition, in: scope))
+                scope[definition.name] = .function(makeMacro(definition, in: scope))
                 macroScopes.append(scope)
             case .callBlock(let call, let caller):
                 let callerFunction = makeMacro(caller, in: scope)
@@ -185,7 +229,7 @@ final class Interpreter: @unchecked Sendable {
     func assign(_ target: AssignTarget, _ value: JinjaValue, in scope: Scope, at offset: SourceOffset) throws(RuntimeFailure) {
         switch target {
         case .name(let name):
-            scope.variables[name] = value
+            scope[name] = value
         case .tuple(let targets):
             let items: [JinjaValue]
             do {
@@ -257,7 +301,7 @@ final class Interpreter: @unchecked Sendable {
         for (i, item) in items.enumerated() {
             try spend()
             state.index0 = i
-            let iteration = Scope(parent: scope, variables: ["loop": .loop(state)])
+            let iteration = Scope(parent: scope, name: "loop", value: .loop(state))
             try assign(loop.target, item, in: iteration, at: loop.offset)
             if try execute(loop.body, in: iteration) == .breakLoop { break }
         }
@@ -280,26 +324,26 @@ final class Interpreter: @unchecked Sendable {
         let parameterCount = macro.parameters.count
         for (i, parameter) in macro.parameters.enumerated() {
             if i < arguments.positional.count {
-                frame.variables[parameter.name] = arguments.positional[i]
+                frame[parameter.name] = arguments.positional[i]
             } else if let k = keywords.firstIndex(where: { $0.name == parameter.name }) {
-                frame.variables[parameter.name] = keywords.remove(at: k).value
+                frame[parameter.name] = keywords.remove(at: k).value
             } else if let defaultValue = parameter.defaultValue {
-                frame.variables[parameter.name] = try evaluate(defaultValue, in: frame)
+                frame[parameter.name] = try evaluate(defaultValue, in: frame)
             } else {
-                frame.variables[parameter.name] = .undefined(JinjaUndefined(.message("parameter \(pythonRepr(parameter.name)) was not provided")))
+                frame[parameter.name] = .undefined(JinjaUndefined(.message("parameter \(pythonRepr(parameter.name)) was not provided")))
             }
         }
-        if macro.usesCaller && frame.variables["caller"] == nil {
+        if macro.usesCaller && frame["caller"] == nil {
             if let k = keywords.firstIndex(where: { $0.name == "caller" }) {
-                frame.variables["caller"] = keywords.remove(at: k).value
+                frame["caller"] = keywords.remove(at: k).value
             } else {
-                frame.variables["caller"] = .undefined(JinjaUndefined(.message("No caller defined")))
+                frame["caller"] = .undefined(JinjaUndefined(.message("No caller defined")))
             }
         }
         if macro.usesKwargs {
             var dict = JinjaDict()
             for (name, value) in keywords { try dict.set(.string(name), value) }
-            frame.variables["kwargs"] = .dict(dict)
+            frame["kwargs"] = .dict(dict)
         } else if let first = keywords.first {
             if first.name == "caller" {
                 throw RuntimeFailure("TypeError: macro \(pythonRepr(macro.name)) was invoked with two values for the special caller argument. This is most likely a bug.")
@@ -307,7 +351,7 @@ final class Interpreter: @unchecked Sendable {
             throw RuntimeFailure("TypeError: macro \(pythonRepr(macro.name)) takes no keyword argument \(pythonRepr(first.name))")
         }
         if macro.usesVarargs {
-            frame.variables["varargs"] = .tuple(try JinjaList(Array(arguments.positional.dropFirst(parameterCount))))
+            frame["varargs"] = .tuple(try JinjaList(Array(arguments.positional.dropFirst(parameterCount))))
         } else if arguments.positional.count > parameterCount {
             throw RuntimeFailure("TypeError: macro \(pythonRepr(macro.name)) takes not more than \(parameterCount) argument(s)")
         }

@@ -128,10 +128,20 @@ enum DictKey: Hashable, Sendable {
 struct ExactString: Hashable, Sendable {
     let value: String
     init(_ value: String) { self.value = value }
-    static func == (a: ExactString, b: ExactString) -> Bool { a.value.utf8.elementsEqual(b.value.utf8) }
+    static func == (a: ExactString, b: ExactString) -> Bool { exactlyEqual(a.value, b.value) }
     func hash(into hasher: inout Hasher) {
         for byte in value.utf8 { hasher.combine(byte) }
     }
+}
+
+/// Whether two strings hold the same code points (byte-equal UTF-8).
+func exactlyEqual(_ a: String, _ b: String) -> Bool {
+    guard a.utf8.count == b.utf8.count else { return false }
+    let fast = a.utf8.withContiguousStorageIfAvailable { x in
+        b.utf8.withContiguousStorageIfAvailable { y in x.elementsEqual(y) }
+    }
+    if let result = fast ?? nil { return result }
+    return a.utf8.elementsEqual(b.utf8)
 }
 
 /// An insertion-ordered dict. Small dicts (most chat messages) are searched linearly; larger ones get
@@ -184,7 +194,7 @@ struct JinjaDict: Sendable {
     func get(_ key: String) -> JinjaValue? {
         if index == nil {
             for entry in entries {
-                if case .string(let k) = entry.key, k.utf8.elementsEqual(key.utf8) { return entry.value }
+                if case .string(let k) = entry.key, exactlyEqual(k, key) { return entry.value }
             }
             return nil
         }

@@ -4,22 +4,34 @@
 enum PythonMethods {
     typealias Method = @Sendable (JinjaValue, JinjaArguments) throws(RuntimeFailure) -> JinjaValue
 
+    private static let unsafeDictMethods: Set<String> = ["clear", "pop", "popitem", "setdefault", "update"]
+    private static let unsafeListMethods: Set<String> = ["append", "clear", "extend", "insert", "pop", "remove", "reverse", "sort"]
+
+    /// The implementation of method `name` for `value`'s type, if the type has it and it is safe.
+    static func method(_ value: JinjaValue, _ name: String) -> Method? {
+        switch value {
+        case .string: stringMethods[name]
+        case .dict: dictMethods[name]
+        case .list: listMethods[name]
+        case .tuple: tupleMethods[name]
+        default: nil
+        }
+    }
+
     /// The bound method `name` of `value`, a refusal for a mutating method, or nil when the type has no
     /// such method.
     static func bind(_ value: JinjaValue, _ name: String) -> JinjaValue? {
-        let table: [String: Method]
-        let unsafe: Set<String>
+        let unsafe: Bool
         switch value {
-        case .string: (table, unsafe) = (stringMethods, [])
-        case .dict: (table, unsafe) = (dictMethods, ["clear", "pop", "popitem", "setdefault", "update"])
-        case .list: (table, unsafe) = (listMethods, ["append", "clear", "extend", "insert", "pop", "remove", "reverse", "sort"])
-        case .tuple: (table, unsafe) = (tupleMethods, [])
+        case .dict: unsafe = unsafeDictMethods.contains(name)
+        case .list: unsafe = unsafeListMethods.contains(name)
+        case .string, .tuple: unsafe = false
         default: return nil
         }
-        if unsafe.contains(name) {
+        if unsafe {
             return .undefined(JinjaUndefined(.message("access to attribute \(pythonRepr(name)) of \(pythonRepr(value.pythonTypeName)) object is unsafe."), isSecurityViolation: true))
         }
-        guard let method = table[name] else { return nil }
+        guard let method = method(value, name) else { return nil }
         return .function(JinjaFunction(name: name, typeName: "builtin_function_or_method", repr: "<built-in method \(name) of \(value.pythonTypeName) object>") {
             (arguments: JinjaArguments, _: Interpreter) throws(RuntimeFailure) -> JinjaValue in
             try method(value, arguments)

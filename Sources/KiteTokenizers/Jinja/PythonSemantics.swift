@@ -119,7 +119,7 @@ extension JinjaValue {
     func pythonEquals(_ other: JinjaValue) -> Bool {
         switch (self, other) {
         case (.undefined, .undefined), (.none, .none): return true
-        case (.string(let a), .string(let b)): return a.utf8.elementsEqual(b.utf8)
+        case (.string(let a), .string(let b)): return exactlyEqual(a, b)
         case (.list(let a), .list(let b)), (.tuple(let a), .tuple(let b)):
             guard a.items.count == b.items.count else { return false }
             return zip(a.items, b.items).allSatisfy { $0.pythonEquals($1) }
@@ -191,7 +191,7 @@ extension JinjaValue {
         }
         switch (self, other) {
         case (.string(let a), .string(let b)):
-            if a.utf8.elementsEqual(b.utf8) { return decide(0) }
+            if exactlyEqual(a, b) { return decide(0) }
             return decide(a.utf8.lexicographicallyPrecedes(b.utf8) ? -1 : 1)
         case (.list(let a), .list(let b)), (.tuple(let a), .tuple(let b)):
             guard depth < maximumValueDepth else { throw RuntimeFailure("RecursionError: comparison nested too deeply") }

@@ -175,15 +175,21 @@ enum PythonString {
     // MARK: - Methods
 
     static func strip(_ text: String, characters: String?, leading: Bool, trailing: Bool) -> String {
-        let scalars = Array(text.unicodeScalars)
-        let set = characters.map { Set($0.unicodeScalars) }
+        let scalars = text.unicodeScalars
+        let set = characters.map { Array($0.unicodeScalars) }
         func strippable(_ s: Unicode.Scalar) -> Bool { set?.contains(s) ?? isPythonWhitespace(s) }
-        var start = 0
-        var end = scalars.count
-        if leading { while start < end && strippable(scalars[start]) { start += 1 } }
-        if trailing { while end > start && strippable(scalars[end - 1]) { end -= 1 } }
-        if start == 0 && end == scalars.count { return text }
-        return string(scalars[start..<end])
+        var start = scalars.startIndex
+        var end = scalars.endIndex
+        if leading { while start < end && strippable(scalars[start]) { start = scalars.index(after: start) } }
+        if trailing {
+            while end > start {
+                let before = scalars.index(before: end)
+                guard strippable(scalars[before]) else { break }
+                end = before
+            }
+        }
+        if start == scalars.startIndex && end == scalars.endIndex { return text }
+        return String(scalars[start..<end])
     }
 
     /// `str.split(sep, maxsplit)`; with no separator, splits on whitespace runs and drops empty parts.
