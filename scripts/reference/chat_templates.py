@@ -7,7 +7,8 @@
                                     set, or the exception it raises
 
 The other templates (qwen3, qwen2_5, llama3_2, llama3_3, deepseek_v3) are committed copies of public
-texts; SOURCES.md says where each came from.
+texts; SOURCES.md says where each came from. probe.jinja is Kite's own: it prints the context that
+apply_chat_template builds, so that message normalisation is compared as well.
 
 Rendering goes through transformers' own code path for apply_chat_template(tokenize=False):
 `_normalize_chat_messages` (drop None fields), then `render_jinja_template`, which compiles with
@@ -94,6 +95,8 @@ TEMPLATES = {
     "qwen2_5": {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
     "llama3_2": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"},
     "llama3_3": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"},
+    # Kite's own probe: prints the context apply_chat_template builds (see probe.jinja).
+    "probe": {"bos_token": "<s>", "eos_token": "</s>"},
 }
 
 WEATHER_TOOL = {
@@ -262,6 +265,8 @@ def option_sets(template):
         for s in sets:
             s["extra"] = {"date_string": "26 Jul 2024"}
         sets.append({"add_generation_prompt": True, "extra": {"date_string": "26 Jul 2024", "tools_in_user_message": False}})
+    if template == "probe":
+        sets.append({"add_generation_prompt": False, "extra": {"enable_thinking": False, "eos_token": "<override>"}})
     if template == "deepseek_r1":
         sets.append({"add_generation_prompt": True, "extra": {"bos_token": "<BOS>"}})
     return sets

@@ -99,9 +99,9 @@ public struct ChatTemplate: Sendable {
             chat.append(.object(normalized(object)))
         }
         variables["messages"] = try JinjaValue(json: .array(chat))
-        variables["tools"] = .none
+        variables["tools"] = JinjaValue.none
         if let tools { variables["tools"] = try JinjaValue(json: .array(tools)) }
-        variables["documents"] = .none
+        variables["documents"] = JinjaValue.none
         if let documents { variables["documents"] = try JinjaValue(json: .array(documents)) }
         variables["add_generation_prompt"] = .bool(addGenerationPrompt)
         return variables

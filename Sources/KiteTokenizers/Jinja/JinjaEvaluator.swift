@@ -256,7 +256,7 @@ extension Interpreter {
             default: return nil
             }
         }
-        let sliceRepr = "slice(\((try? (start ?? .none).pythonRepr()) ?? "None"), \((try? (stop ?? .none).pythonRepr()) ?? "None"), \((try? (step ?? .none).pythonRepr()) ?? "None"))"
+        let sliceRepr = "slice(\((try? (start ?? JinjaValue.none).pythonRepr()) ?? "None"), \((try? (stop ?? JinjaValue.none).pythonRepr()) ?? "None"), \((try? (step ?? JinjaValue.none).pythonRepr()) ?? "None"))"
         let undefinedSlice = JinjaValue.undefined(JinjaUndefined(.element(owner: value.ownerDescription, key: sliceRepr)))
         guard case .some(let a) = bound(start), case .some(let b) = bound(stop), case .some(let c) = bound(step) else {
             return undefinedSlice

@@ -31,7 +31,7 @@ extension JinjaFilters {
     /// jinja2's `make_multi_attrgetter` for `sort`: comma-separated paths give a list key.
     static func multiAttributeGetter(_ interpreter: Interpreter, _ attribute: JinjaValue?, caseSensitive: Bool) throws(RuntimeFailure) -> Getter {
         guard case .string(let text)? = attribute, text.contains(",") else {
-            let single = try attributeGetter(interpreter, attribute ?? .none, default: nil, caseSensitive: caseSensitive)
+            let single = try attributeGetter(interpreter, attribute ?? JinjaValue.none, default: nil, caseSensitive: caseSensitive)
             guard let attribute, !PythonMethods.isNone(attribute) else { return single }
             return { (item: JinjaValue) throws(RuntimeFailure) -> JinjaValue in .list(try JinjaList([try single(item)])) }
         }
@@ -90,7 +90,7 @@ extension JinjaFilters {
         guard var best = items.first else {
             return .undefined(JinjaUndefined(.message("No aggregated item, sequence was empty.")))
         }
-        let key = try attributeGetter(interpreter, b[1] ?? .none, default: nil, caseSensitive: b[0]?.isTruthy ?? false)
+        let key = try attributeGetter(interpreter, b[1] ?? JinjaValue.none, default: nil, caseSensitive: b[0]?.isTruthy ?? false)
         var bestKey = try key(best)
         for item in items.dropFirst() {
             let itemKey = try key(item)

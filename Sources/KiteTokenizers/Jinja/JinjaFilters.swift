@@ -310,7 +310,7 @@ enum JinjaFilters {
         },
         "unique": { interpreter, v, a throws(RuntimeFailure) in
             let b = try a.bind(["case_sensitive", "attribute"], function: "sync_do_unique")
-            let getter = try attributeGetter(interpreter, b[1] ?? .none, default: nil, caseSensitive: b[0]?.isTruthy ?? false)
+            let getter = try attributeGetter(interpreter, b[1] ?? JinjaValue.none, default: nil, caseSensitive: b[0]?.isTruthy ?? false)
             var seen = Set<DictKey>()
             var out: [JinjaValue] = []
             for item in try v.pythonIterate() {

@@ -130,7 +130,7 @@ struct JinjaParser {
                     advance()
                     return (body, name)
                 }
-                body.append(contentsOf: try parseStatement(endTags: endTags, opener: opener))
+                body.append(contentsOf: try parseStatement(at: token.offset, endTags: endTags, opener: opener))
                 try expectBlockEnd()
             case .end:
                 guard let opener else { return (body, "") }
@@ -148,8 +148,8 @@ struct JinjaParser {
         return try parseStatements(until: [endTag], opener: (opener, offset)).0
     }
 
-    private mutating func parseStatement(endTags: Set<String>, opener: (name: String, offset: SourceOffset)?) throws(RuntimeFailure) -> [Node] {
-        let start = offset
+    /// Parses the statement whose `{%` is at `start`.
+    private mutating func parseStatement(at start: SourceOffset, endTags: Set<String>, opener: (name: String, offset: SourceOffset)?) throws(RuntimeFailure) -> [Node] {
         guard case .name(let tag) = current.kind else { throw fail("expected a tag name, got \(Self.describe(current))") }
         advance()
         switch tag {

@@ -245,7 +245,7 @@ enum PythonMethods {
             guard a.keywords.isEmpty, (1...2).contains(a.positional.count) else {
                 throw RuntimeFailure("TypeError: get expected 1 or 2 positional arguments")
             }
-            return try d.get(a.positional[0]) ?? (a.positional.count > 1 ? a.positional[1] : .none)
+            return try d.get(a.positional[0]) ?? (a.positional.count > 1 ? a.positional[1] : JinjaValue.none)
         },
         "copy": { v, _ in v },
     ]
