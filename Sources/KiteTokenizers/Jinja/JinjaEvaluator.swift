@@ -13,26 +13,67 @@ extension Interpreter {
 
     private func evaluateKind(_ expression: Expression, in scope: Scope, filterInput: JinjaValue?, extraKeyword: (String, JinjaValue)?) throws(RuntimeFailure) -> JinjaValue {
         switch expression.kind {
-        case .literal(let value):
-            return value
-        case .name(let name):
-            return scope.lookup(name) ?? globals[name] ?? .undefinedName(name)
-        case .list(let items):
-            var values: [JinjaValue] = []
-            values.reserveCapacity(items.count)
-            for item in items { values.append(try evaluate(item, in: scope)) }
-            return .list(try JinjaList(values))
-        case .tuple(let items):
-            var values: [JinjaValue] = []
-            for item in items { values.append(try evaluate(item, in: scope)) }
-            return .tuple(try JinjaList(values))
-        case .dict(let pairs):
-            var dict = JinjaDict()
-            for pair in pairs {
-                let key = try evaluate(pair.key, in: scope)
-                try dict.set(key, try evaluate(pair.value, in: scope))
+        case .call, .filter, .binary, .concat:
+            // Building large values is work too: charge it to the render's budget.
+            let value = try evaluateComputation(expression, in: scope, filterInput: filterInput, extraKeyword: extraKeyword)
+            switch value {
+            case .string(let s) where s.utf8.count >= 4096: try spend(s.utf8.count >> 12)
+            case .list(let l) where l.items.count >= 64, .tuple(let l) where l.items.count >= 64: try spend(l.items.count >> 6)
+            default: break
             }
-            return .dict(dict)
+            return value
+        default:
+            return try evaluateComputation(expression, in: scope, filterInput: filterInput, extraKeyword: extraKeyword)
+        }
+    }
+
+    /// Dispatches on the expression kind. Every case with work of its own lives in a separate function
+    /// so that this recursive function keeps a small stack frame (deep templates recurse through it).
+    private func evaluateComputation(_ expression: Expression, in scope: Scope, filterInput: JinjaValue?, extraKeyword: (String, JinjaValue)?) throws(RuntimeFailure) -> JinjaValue {
+        switch expression.kind {
+        case .literal(let value): return value
+        case .name(let name): return scope.lookup(name) ?? globals[name] ?? .undefinedName(name)
+        case .list, .tuple: return try evaluateSequence(expression, in: scope)
+        case .dict: return try evaluateDict(expression, in: scope)
+        case .attribute, .item, .slice: return try evaluateAccess(expression, in: scope)
+        case .call: return try evaluateCall(expression, in: scope, extraKeyword: extraKeyword)
+        case .filter: return try evaluateFilter(expression, in: scope, filterInput: filterInput)
+        case .test: return try evaluateTest(expression, in: scope)
+        case .unary, .not, .binary, .concat: return try evaluateOperator(expression, in: scope)
+        case .and, .or, .compare, .conditional: return try evaluateLogic(expression, in: scope)
+        }
+    }
+
+    @inline(never)
+    private func evaluateSequence(_ expression: Expression, in scope: Scope) throws(RuntimeFailure) -> JinjaValue {
+        let items: [Expression]
+        let tuple: Bool
+        switch expression.kind {
+        case .list(let i): (items, tuple) = (i, false)
+        case .tuple(let i): (items, tuple) = (i, true)
+        default: return .none
+        }
+        var values: [JinjaValue] = []
+        values.reserveCapacity(items.count)
+        for item in items { values.append(try evaluate(item, in: scope)) }
+        let list = try JinjaList(values)
+        return tuple ? .tuple(list) : .list(list)
+    }
+
+    @inline(never)
+    private func evaluateDict(_ expression: Expression, in scope: Scope) throws(RuntimeFailure) -> JinjaValue {
+        guard case .dict(let pairs) = expression.kind else { return .none }
+        var dict = JinjaDict()
+        for pair in pairs {
+            let key = try evaluate(pair.key, in: scope)
+            try dict.set(key, try evaluate(pair.value, in: scope))
+        }
+        return .dict(dict)
+    }
+
+    @inline(never)
+    private func evaluateAccess(_ expression: Expression, in scope: Scope) throws(RuntimeFailure) -> JinjaValue {
+        switch expression.kind {
         case .attribute(let base, let name):
             return try getAttribute(try evaluate(base, in: scope), name)
         case .item(let base, let key):
@@ -40,45 +81,66 @@ extension Interpreter {
             return try getItem(container, try evaluate(key, in: scope))
         case .slice(let base, let start, let stop, let step):
             let container = try evaluate(base, in: scope)
-            let bounds = [start, stop, step].map { $0 }
             var values: [JinjaValue?] = []
-            for bound in bounds { values.append(try bound.map { (e: Expression) throws(RuntimeFailure) -> JinjaValue in try evaluate(e, in: scope) }) }
+            for bound in [start, stop, step] {
+                if let bound { values.append(try evaluate(bound, in: scope)) } else { values.append(nil) }
+            }
             return try slice(container, start: values[0], stop: values[1], step: values[2])
-        case .call(let callee, let argumentExpressions):
-            // `text.split(...)` and friends: call the method directly instead of binding it first.
-            if extraKeyword == nil, case .attribute(let base, let name) = callee.kind {
-                let receiver = try evaluate(base, in: scope)
-                if !name.hasPrefix("_"), let method = PythonMethods.method(receiver, name) {
-                    let arguments = try evaluateArguments(argumentExpressions, in: scope)
-                    do {
-                        return try method(receiver, arguments)
-                    } catch {
-                        throw error.located(callee.offset)
-                    }
+        default:
+            return .none
+        }
+    }
+
+    @inline(never)
+    private func evaluateCall(_ expression: Expression, in scope: Scope, extraKeyword: (String, JinjaValue)?) throws(RuntimeFailure) -> JinjaValue {
+        guard case .call(let callee, let argumentExpressions) = expression.kind else { return .none }
+        // `text.split(...)` and friends: call the method directly instead of binding it first.
+        if extraKeyword == nil, case .attribute(let base, let name) = callee.kind {
+            let receiver = try evaluate(base, in: scope)
+            if !name.hasPrefix("_"), let method = PythonMethods.method(receiver, name) {
+                let arguments = try evaluateArguments(argumentExpressions, in: scope)
+                do {
+                    return try method(receiver, arguments)
+                } catch {
+                    throw error.located(callee.offset)
                 }
-                let function = try getAttribute(receiver, name)
-                return try call(function, try evaluateArguments(argumentExpressions, in: scope))
             }
-            let function = try evaluate(callee, in: scope)
-            var arguments = try evaluateArguments(argumentExpressions, in: scope)
-            if let extraKeyword { arguments.keywords.append((extraKeyword.0, extraKeyword.1)) }
-            return try call(function, arguments)
-        case .filter(let base, let name, let argumentExpressions):
-            let input: JinjaValue
-            if let base {
-                input = try evaluate(base, in: scope, filterInput: filterInput)
-            } else {
-                input = filterInput ?? .undefinedName("filter input")
-            }
-            let arguments = try evaluateArguments(argumentExpressions, in: scope)
-            guard let filter = JinjaFilters.table[name] else {
-                throw RuntimeFailure("TemplateRuntimeError: No filter named \(pythonRepr(name)) found.")
-            }
-            return try filter(self, input, arguments)
-        case .test(let base, let name, let argumentExpressions):
-            let value = try evaluate(base, in: scope)
-            let arguments = try evaluateArguments(argumentExpressions, in: scope)
-            return .bool(try runTest(name, value, arguments))
+            let function = try getAttribute(receiver, name)
+            return try call(function, try evaluateArguments(argumentExpressions, in: scope))
+        }
+        let function = try evaluate(callee, in: scope)
+        var arguments = try evaluateArguments(argumentExpressions, in: scope)
+        if let extraKeyword { arguments.keywords.append((extraKeyword.0, extraKeyword.1)) }
+        return try call(function, arguments)
+    }
+
+    @inline(never)
+    private func evaluateFilter(_ expression: Expression, in scope: Scope, filterInput: JinjaValue?) throws(RuntimeFailure) -> JinjaValue {
+        guard case .filter(let base, let name, let argumentExpressions) = expression.kind else { return .none }
+        let input: JinjaValue
+        if let base {
+            input = try evaluate(base, in: scope, filterInput: filterInput)
+        } else {
+            input = filterInput ?? .undefinedName("filter input")
+        }
+        let arguments = try evaluateArguments(argumentExpressions, in: scope)
+        guard let filter = JinjaFilters.table[name] else {
+            throw RuntimeFailure("TemplateRuntimeError: No filter named \(pythonRepr(name)) found.")
+        }
+        return try filter(self, input, arguments)
+    }
+
+    @inline(never)
+    private func evaluateTest(_ expression: Expression, in scope: Scope) throws(RuntimeFailure) -> JinjaValue {
+        guard case .test(let base, let name, let argumentExpressions) = expression.kind else { return .none }
+        let value = try evaluate(base, in: scope)
+        let arguments = try evaluateArguments(argumentExpressions, in: scope)
+        return .bool(try runTest(name, value, arguments))
+    }
+
+    @inline(never)
+    private func evaluateOperator(_ expression: Expression, in scope: Scope) throws(RuntimeFailure) -> JinjaValue {
+        switch expression.kind {
         case .unary(let negate, let operand):
             return try JinjaValue.unary(negate: negate, try evaluate(operand, in: scope))
         case .not(let operand):
@@ -94,6 +156,14 @@ extension Interpreter {
                 try checkedSize(text.utf8.count)
             }
             return .string(text)
+        default:
+            return .none
+        }
+    }
+
+    @inline(never)
+    private func evaluateLogic(_ expression: Expression, in scope: Scope) throws(RuntimeFailure) -> JinjaValue {
+        switch expression.kind {
         case .and(let left, let right):
             let a = try evaluate(left, in: scope)
             return a.isTruthy ? try evaluate(right, in: scope) : a
@@ -113,6 +183,8 @@ extension Interpreter {
             if let otherwise { return try evaluate(otherwise, in: scope) }
             let line = lines.position(of: expression.offset).line
             return .undefined(JinjaUndefined(.message("the inline if-expression on line \(line) evaluated to false and no else section was defined.")))
+        default:
+            return .none
         }
     }
 

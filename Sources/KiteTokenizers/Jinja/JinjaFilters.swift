@@ -33,6 +33,7 @@ enum JinjaFilters {
             let b = try a.bind(["linecount", "fill_with"], function: "do_batch")
             let size = try PythonMethods.integer(b[0], "linecount") ?? 0
             guard size > 0 else { throw RuntimeFailure("ValueError: batch size must be positive") }
+            try checkedCount(size)
             let items = try v.pythonIterate()
             try interpreter.spend(items.count)
             var batches: [JinjaValue] = []
@@ -130,7 +131,10 @@ enum JinjaFilters {
                 try checkedSize(width)
                 indentation = String(repeating: " ", count: max(0, width))
             }
-            let lines = PythonString.splitLines(try v.pythonStr() + "\n")
+            let text = try v.pythonStr()
+            let lines = PythonString.splitLines(text + "\n")
+            let (growth, overflow) = lines.count.multipliedReportingOverflow(by: indentation.utf8.count)
+            try checkedSize(overflow ? Int.max : text.utf8.count + growth)
             var result: String
             if b[2]?.isTruthy ?? false {
                 result = lines.joined(separator: "\n" + indentation)
@@ -207,7 +211,7 @@ enum JinjaFilters {
                 throw RuntimeFailure("TypeError: do_replace() missing required arguments 'old' and 'new'")
             }
             let count = try PythonMethods.integer(b[2], default: -1, "count") ?? -1
-            let result = PythonString.replace(try v.pythonStr(), try old.pythonStr(), try new.pythonStr(), count: count)
+            let result = try PythonString.replace(try v.pythonStr(), try old.pythonStr(), try new.pythonStr(), count: count)
             try checkedSize(result.utf8.count)
             return .string(result)
         },
@@ -250,7 +254,7 @@ enum JinjaFilters {
             let b = try a.bind(["slices", "fill_with"], function: "sync_do_slice")
             let slices = try PythonMethods.integer(b[0], "slices") ?? 0
             guard slices > 0 else { throw RuntimeFailure("ZeroDivisionError: integer division or modulo by zero") }
-            try checkedSize(slices)
+            try checkedCount(slices)
             let items = try v.pythonIterate()
             try interpreter.spend(items.count + slices)
             let perSlice = items.count / slices
@@ -336,7 +340,7 @@ enum JinjaFilters {
                 guard case .int(let i)? = value.numeric else {
                     throw RuntimeFailure("TypeError: tojson indent must be an integer here, not \(value.pythonTypeName)")
                 }
-                guard i <= 1024 else { throw RuntimeFailure("ValueError: tojson indent \(i) is too large") }
+                guard i <= 64 else { throw RuntimeFailure("ValueError: tojson indent \(i) is larger than Kite allows (64)") }
                 indent = max(0, i)
             }
             var itemSeparator: String? = nil

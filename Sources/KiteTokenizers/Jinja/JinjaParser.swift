@@ -13,8 +13,8 @@ struct JinjaParser {
 
     /// Bounds on template nesting, far above what real templates use, so that hostile templates fail
     /// with a syntax error instead of exhausting the stack.
-    static let maximumNesting = 64
-    static let maximumExpressionDepth = 96
+    static let maximumNesting = 96
+    static let maximumExpressionDepth = 128
 
     init(tokens: [JinjaToken], lines: LineTable) {
         self.tokens = tokens
@@ -508,9 +508,7 @@ struct JinjaParser {
             return Expression(.literal(.float(value)), at: at)
         case .op("("):
             advance()
-            nesting += 1
-            defer { nesting -= 1 }
-            guard nesting <= Self.maximumNesting else { throw fail("parentheses nested deeper than \(Self.maximumNesting) levels") }
+            // parseTuple -> parseExpression counts this level.
             let inner = try parseTuple(explicitParentheses: true)
             try expectOp(")")
             return inner

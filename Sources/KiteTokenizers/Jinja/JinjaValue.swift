@@ -4,7 +4,7 @@ import KiteJSON
 /// `float` stay distinct, dicts keep insertion order, lists and tuples are different types, and an
 /// undefined value remembers why it is undefined for the error message it raises when misused.
 enum JinjaValue: Sendable {
-    case undefined(JinjaUndefined)
+    indirect case undefined(JinjaUndefined)
     case none
     case bool(Bool)
     case int(Int)
@@ -12,7 +12,7 @@ enum JinjaValue: Sendable {
     case string(String)
     case list(JinjaList)
     case tuple(JinjaList)
-    case dict(JinjaDict)
+    indirect case dict(JinjaDict)
     case namespace(JinjaNamespace)
     /// A one-shot iterator (what jinja2's `map`, `select`, `reverse` and friends return).
     case iterator(JinjaIterator)
@@ -86,6 +86,7 @@ struct JinjaList: Sendable {
     let depth: Int
 
     init(_ items: [JinjaValue]) throws(RuntimeFailure) {
+        try checkedCount(items.count)
         var deepest = 0
         for item in items where item.depth > deepest { deepest = item.depth }
         guard deepest < maximumValueDepth else {

@@ -100,7 +100,7 @@ enum PythonMethods {
         "swapcase": { v, _ in .string(PythonString.swapcase(text(v))) },
         "replace": { v, a throws(RuntimeFailure) in
             let b = try a.bind(["old", "new", "count"], function: "replace")
-            let result = PythonString.replace(text(v), try string(b[0], "replace() argument 1"), try string(b[1], "replace() argument 2"), count: try integer(b[2], default: -1, "count") ?? -1)
+            let result = try PythonString.replace(text(v), try string(b[0], "replace() argument 1"), try string(b[1], "replace() argument 2"), count: try integer(b[2], default: -1, "count") ?? -1)
             try checkedSize(result.utf8.count)
             return .string(result)
         },

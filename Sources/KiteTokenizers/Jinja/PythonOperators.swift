@@ -11,12 +11,20 @@ enum BinaryOperator: String, Sendable {
     case add = "+", subtract = "-", multiply = "*", divide = "/", floorDivide = "//", modulo = "%", power = "**"
 }
 
-/// The most UTF-8 bytes (or list items) one value may hold while rendering.
-let maximumValueSize = 16 << 20
+/// The most UTF-8 bytes one string may hold while rendering.
+let maximumStringBytes = 16 << 20
+/// The most items one list may hold while rendering.
+let maximumListItems = 1 << 20
 
-func checkedSize(_ count: Int) throws(RuntimeFailure) {
-    if count > maximumValueSize {
-        throw RuntimeFailure("MemoryError: value larger than \(maximumValueSize) bytes or items")
+func checkedSize(_ bytes: Int) throws(RuntimeFailure) {
+    if bytes > maximumStringBytes {
+        throw RuntimeFailure("MemoryError: string larger than \(maximumStringBytes) bytes")
+    }
+}
+
+func checkedCount(_ items: Int) throws(RuntimeFailure) {
+    if items > maximumListItems {
+        throw RuntimeFailure("MemoryError: list longer than \(maximumListItems) items")
     }
 }
 
@@ -30,10 +38,10 @@ extension JinjaValue {
             try checkedSize(x.utf8.count + y.utf8.count)
             return .string(x + y)
         case (.add, .list(let x), .list(let y)):
-            try checkedSize(x.items.count + y.items.count)
+            try checkedCount(x.items.count + y.items.count)
             return .list(try JinjaList(x.items + y.items))
         case (.add, .tuple(let x), .tuple(let y)):
-            try checkedSize(x.items.count + y.items.count)
+            try checkedCount(x.items.count + y.items.count)
             return .tuple(try JinjaList(x.items + y.items))
         case (.add, .string, _), (.add, .list, _), (.add, .tuple, _):
             throw RuntimeFailure("TypeError: can only concatenate \(a.pythonTypeName) (not \"\(b.pythonTypeName)\") to \(a.pythonTypeName)")
@@ -63,8 +71,8 @@ extension JinjaValue {
             return .string(String(repeating: s, count: count))
         case .list(let l), .tuple(let l):
             let (total, overflow) = l.items.count.multipliedReportingOverflow(by: count)
-            if overflow { try checkedSize(Int.max) }
-            try checkedSize(total)
+            if overflow { try checkedCount(Int.max) }
+            try checkedCount(total)
             var items: [JinjaValue] = []
             items.reserveCapacity(total)
             for _ in 0..<count { items.append(contentsOf: l.items) }

@@ -225,7 +225,9 @@ extension JinjaValue {
         case .undefined: return []
         case .list(let l), .tuple(let l): return l.items
         case .dict(let d): return d.entries.map(\.key)
-        case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
+        case .string(let s):
+            try checkedCount(s.utf8.count > maximumListItems ? s.unicodeScalars.count : 0)
+            return s.unicodeScalars.map { .string(String($0)) }
         case .iterator(let iterator): return iterator.drain()
         default: throw RuntimeFailure("TypeError: '\(pythonTypeName)' object is not iterable")
         }

@@ -263,8 +263,11 @@ enum PythonString {
     }
 
     /// `str.replace(old, new, count)`; an empty `old` inserts `new` around every code point.
-    static func replace(_ text: String, _ old: String, _ new: String, count: Int) -> String {
+    static func replace(_ text: String, _ old: String, _ new: String, count: Int) throws(RuntimeFailure) -> String {
         if old.isEmpty {
+            let insertions = min(text.unicodeScalars.count + 1, count < 0 ? Int.max : count)
+            let (growth, overflow) = insertions.multipliedReportingOverflow(by: new.utf8.count)
+            try checkedSize(overflow ? Int.max : text.utf8.count + growth)
             var out = ""
             var inserted = 0
             for scalar in text.unicodeScalars {
@@ -281,6 +284,8 @@ enum PythonString {
         let needle = Array(old.utf8)
         let found = occurrences(of: needle, in: bytes, limit: count < 0 ? Int.max : count)
         if found.isEmpty { return text }
+        let (growth, overflow) = found.count.multipliedReportingOverflow(by: max(0, new.utf8.count - needle.count))
+        try checkedSize(overflow ? Int.max : bytes.count + growth)
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
         var start = 0

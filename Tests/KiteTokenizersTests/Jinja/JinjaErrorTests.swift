@@ -117,3 +117,53 @@ struct JinjaErrorTests {
         #expect(throws: JinjaError.self) { try template.render(messages: []) }
     }
 }
+
+/// Templates at the deepest nesting the parser accepts still render on a thread with a small stack
+/// (512 KiB, the size of a secondary thread on macOS).
+struct JinjaStackDepthTests {
+    static func renderOnSmallStack(_ source: String, context: JSONObject = JSONObject()) -> Result<String, JinjaError> {
+        final class Box: @unchecked Sendable { var result: Result<String, JinjaError>? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            box.result = Result { () throws(JinjaError) -> String in
+                try ChatTemplate(source: source, name: "deep").render(context: context)
+            }
+            done.signal()
+        }
+        thread.stackSize = 512 << 10
+        thread.start()
+        done.wait()
+        return box.result ?? .failure(JinjaError(kind: .render, message: "no result", templateName: "deep", line: 0, column: 0))
+    }
+
+    @Test func deepestAcceptedTemplatesRenderOnASmallStack() throws {
+        let depth = 60
+        let cases: [(String, String)] = [
+            ("{{ " + String(repeating: "(", count: depth) + "1" + String(repeating: ")", count: depth) + " }}", "1"),
+            ("{{ 0" + String(repeating: " + 1", count: 120) + " }}", "120"),
+            ("{{ x" + String(repeating: "|default(1)", count: 120) + " }}", "1"),
+            (String(repeating: "{% if true %}", count: 90) + "in" + String(repeating: "{% endif %}", count: 90), "in"),
+            (String(repeating: "{% for i in [1] %}", count: 90) + "{{ loop.depth }}" + String(repeating: "{% endfor %}", count: 90), "1"),
+            ("{{ " + String(repeating: "[", count: depth) + "1" + String(repeating: "]", count: depth) + "|tojson }}",
+             String(repeating: "[", count: depth) + "1" + String(repeating: "]", count: depth)),
+            ("{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{% else %}bottom{% endif %}{% endmacro %}{{ f(47) }}", "bottom"),
+            ("{% for x in [[[[[[1]]]]]] recursive %}{% if x is iterable %}{{ loop(x) }}{% else %}{{ loop.depth }}{% endif %}{% endfor %}", "6"),
+        ]
+        for (source, expected) in cases {
+            switch Self.renderOnSmallStack(source) {
+            case .success(let output): #expect(output == expected, "\(source.prefix(80))")
+            case .failure(let error): Issue.record("\(source.prefix(80)): \(error)")
+            }
+        }
+        // One level past the limits is refused with an error, never a crash.
+        let tooDeep = "{{ " + String(repeating: "(", count: 200) + "1" + String(repeating: ")", count: 200) + " }}"
+        if case .success = Self.renderOnSmallStack(tooDeep) { Issue.record("200 nested parentheses were accepted") }
+        let recursion = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"
+        if case .failure(let error) = Self.renderOnSmallStack(recursion) {
+            #expect(error.message.contains("RecursionError"))
+        } else {
+            Issue.record("unbounded recursion rendered")
+        }
+    }
+}
