@@ -9,15 +9,27 @@ import Darwin
 enum JinjaTests {
     typealias Test = @Sendable (Interpreter, JinjaValue, JinjaArguments) throws(RuntimeFailure) -> Bool
 
-    private static func argument(_ a: JinjaArguments, _ name: String, _ function: String) throws(RuntimeFailure) -> JinjaValue {
-        guard let value = try a.bind([name], function: function)[0] else {
-            throw RuntimeFailure("TypeError: \(function)() missing 1 required positional argument: \(pythonRepr(name))")
-        }
-        return value
+    /// The one argument of a test such as `divisibleby(num)`, bound as jinja2's Python function would.
+    private static func argument(_ a: JinjaArguments, _ name: String, _ function: String, implicit: Int = 1) throws(RuntimeFailure) -> JinjaValue {
+        try a.bind([name], required: 1, implicit: implicit, function: function)[0] ?? .none
     }
 
-    private static func compare(_ op: CompareOperator) -> Test {
-        { interpreter, v, a throws(RuntimeFailure) in try interpreter.compare(v, op, try argument(a, "other", op.rawValue)) }
+    /// A test of the value alone: extra arguments are an error, as for jinja2's `test_*(value)`.
+    private static func unary(_ function: String, implicit: Int = 1, _ body: @escaping @Sendable (JinjaValue) throws(RuntimeFailure) -> Bool) -> Test {
+        { _, v, a throws(RuntimeFailure) in
+            _ = try a.bind([], implicit: implicit, function: function)
+            return try body(v)
+        }
+    }
+
+    private static func compare(_ op: CompareOperator, _ name: String) -> Test {
+        { interpreter, v, a throws(RuntimeFailure) in
+            guard a.keywords.isEmpty else { throw RuntimeFailure("TypeError: \(name)() takes no keyword arguments") }
+            guard a.positional.count == 1 else {
+                throw RuntimeFailure("TypeError: \(name) expected 2 arguments, got \(a.positional.count + 1)")
+            }
+            return try interpreter.compare(v, op, a.positional[0])
+        }
     }
 
     private static func modulo(_ v: JinjaValue, _ divisor: JinjaValue, equals remainder: Int) throws(RuntimeFailure) -> Bool {
@@ -25,38 +37,39 @@ enum JinjaTests {
     }
 
     static let table: [String: Test] = [
-        "odd": { _, v, _ throws(RuntimeFailure) in try modulo(v, .int(2), equals: 1) },
-        "even": { _, v, _ throws(RuntimeFailure) in try modulo(v, .int(2), equals: 0) },
+        "odd": unary("test_odd") { v throws(RuntimeFailure) in try modulo(v, .int(2), equals: 1) },
+        "even": unary("test_even") { v throws(RuntimeFailure) in try modulo(v, .int(2), equals: 0) },
         "divisibleby": { _, v, a throws(RuntimeFailure) in try modulo(v, try argument(a, "num", "test_divisibleby"), equals: 0) },
-        "defined": { _, v, _ in !v.isUndefined },
-        "undefined": { _, v, _ in v.isUndefined },
-        "none": { _, v, _ in if case .none = v { true } else { false } },
-        "boolean": { _, v, _ in if case .bool = v { true } else { false } },
-        "false": { _, v, _ in if case .bool(false) = v { true } else { false } },
-        "true": { _, v, _ in if case .bool(true) = v { true } else { false } },
-        "integer": { _, v, _ in if case .int = v { true } else { false } },
-        "float": { _, v, _ in if case .float = v { true } else { false } },
-        "number": { _, v, _ in v.numeric != nil },
-        "string": { _, v, _ in if case .string = v { true } else { false } },
-        "mapping": { _, v, _ in if case .dict = v { true } else { false } },
-        "lower": { _, v, _ throws(RuntimeFailure) in PythonString.isCasedMatch(try v.pythonStr(), upper: false) },
-        "upper": { _, v, _ throws(RuntimeFailure) in PythonString.isCasedMatch(try v.pythonStr(), upper: true) },
-        "sequence": { _, v, _ in
+        "defined": unary("test_defined") { v in !v.isUndefined },
+        "undefined": unary("test_undefined") { v in v.isUndefined },
+        "none": unary("test_none") { v in if case .none = v { true } else { false } },
+        "boolean": unary("test_boolean") { v in if case .bool = v { true } else { false } },
+        "false": unary("test_false") { v in if case .bool(false) = v { true } else { false } },
+        "true": unary("test_true") { v in if case .bool(true) = v { true } else { false } },
+        "integer": unary("test_integer") { v in if case .int = v { true } else { false } },
+        "float": unary("test_float") { v in if case .float = v { true } else { false } },
+        "number": unary("test_number") { v in v.numeric != nil },
+        "string": unary("test_string") { v in if case .string = v { true } else { false } },
+        "mapping": unary("test_mapping") { v in if case .dict = v { true } else { false } },
+        "lower": unary("test_lower") { v throws(RuntimeFailure) in PythonString.isCasedMatch(try v.pythonStr(), upper: false) },
+        "upper": unary("test_upper") { v throws(RuntimeFailure) in PythonString.isCasedMatch(try v.pythonStr(), upper: true) },
+        "sequence": unary("test_sequence") { v in
             switch v {
-            case .string, .list, .tuple, .dict, .undefined: true
+            case .string, .list, .tuple, .dict, .undefined, .range: true
             default: false
             }
         },
-        "iterable": { _, v, _ in
+        "iterable": unary("test_iterable") { v in
             switch v {
-            case .string, .list, .tuple, .dict, .undefined, .iterator, .loop: true
+            case .string, .list, .tuple, .dict, .undefined, .iterator, .loop, .range: true
             default: false
             }
         },
-        "callable": { _, v, _ in
+        "callable": { _, v, a throws(RuntimeFailure) in
+            try a.requireSingle("callable")
             switch v {
-            case .function, .loop, .undefined: true
-            default: false
+            case .function, .loop, .undefined: return true
+            default: return false
             }
         },
         "sameas": { _, v, a throws(RuntimeFailure) in
@@ -70,16 +83,24 @@ enum JinjaTests {
             default: return false
             }
         },
-        "escaped": { _, _, _ in false },
+        "escaped": unary("test_escaped") { _ in false },
         "in": { _, v, a throws(RuntimeFailure) in try argument(a, "seq", "test_in").pythonContains(v) },
-        "filter": { _, v, _ in if case .string(let name) = v { JinjaFilters.table[name] != nil } else { false } },
-        "test": { _, v, _ in if case .string(let name) = v { JinjaTests.table[name] != nil } else { false } },
-        "==": compare(.equal), "eq": compare(.equal), "equalto": compare(.equal),
-        "!=": compare(.notEqual), "ne": compare(.notEqual),
-        ">": compare(.greater), "gt": compare(.greater), "greaterthan": compare(.greater),
-        ">=": compare(.greaterOrEqual), "ge": compare(.greaterOrEqual),
-        "<": compare(.less), "lt": compare(.less), "lessthan": compare(.less),
-        "<=": compare(.lessOrEqual), "le": compare(.lessOrEqual),
+        "filter": unary("test_filter", implicit: 2) { v throws(RuntimeFailure) in
+            _ = try DictKey(v)  // `value in env.filters` needs a hashable value
+            if case .string(let name) = v { return JinjaFilters.table[name] != nil }
+            return false
+        },
+        "test": unary("test_test", implicit: 2) { v throws(RuntimeFailure) in
+            _ = try DictKey(v)
+            if case .string(let name) = v { return JinjaTests.table[name] != nil }
+            return false
+        },
+        "==": compare(.equal, "eq"), "eq": compare(.equal, "eq"), "equalto": compare(.equal, "eq"),
+        "!=": compare(.notEqual, "ne"), "ne": compare(.notEqual, "ne"),
+        ">": compare(.greater, "gt"), "gt": compare(.greater, "gt"), "greaterthan": compare(.greater, "gt"),
+        ">=": compare(.greaterOrEqual, "ge"), "ge": compare(.greaterOrEqual, "ge"),
+        "<": compare(.less, "lt"), "lt": compare(.less, "lt"), "lessthan": compare(.less, "lt"),
+        "<=": compare(.lessOrEqual, "le"), "le": compare(.lessOrEqual, "le"),
     ]
 }
 
@@ -88,7 +109,7 @@ enum JinjaGlobals {
     static let maximumRange = 100_000
 
     static let table: [String: JinjaValue] = [
-        "range": .function(JinjaFunction(name: "range", repr: "<class 'range'>") { (a: JinjaArguments, interpreter: Interpreter) throws(RuntimeFailure) -> JinjaValue in
+        "range": .function(JinjaFunction(name: "range", repr: "<function safe_range at \(placeholderAddress)>") { (a: JinjaArguments, interpreter: Interpreter) throws(RuntimeFailure) -> JinjaValue in
             guard a.keywords.isEmpty else { throw RuntimeFailure("TypeError: range() takes no keyword arguments") }
             var bounds: [Int] = []
             for value in a.positional {
@@ -102,74 +123,68 @@ enum JinjaGlobals {
             case 1: (start, stop, step) = (0, bounds[0], 1)
             case 2: (start, stop, step) = (bounds[0], bounds[1], 1)
             case 3: (start, stop, step) = (bounds[0], bounds[1], bounds[2])
+            case 0: throw RuntimeFailure("TypeError: range expected at least 1 argument, got 0")
             default: throw RuntimeFailure("TypeError: range expected at most 3 arguments, got \(bounds.count)")
             }
             guard step != 0 else { throw RuntimeFailure("ValueError: range() arg 3 must not be zero") }
-            let span = step > 0 ? Double(stop) - Double(start) : Double(start) - Double(stop)
-            let count = span <= 0 ? 0 : Int(((span + Double(abs(step)) - 1) / Double(abs(step))).rounded(.down))
-            guard count <= maximumRange else {
+            let range = JinjaRange(start: start, stop: stop, step: step)
+            guard range.count <= maximumRange else {
                 throw RuntimeFailure("OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE (\(maximumRange)).")
             }
-            try interpreter.spend(count)
-            var items: [JinjaValue] = []
-            items.reserveCapacity(count)
-            var i = start
-            for _ in 0..<count {
-                items.append(.int(i))
-                i += step
-            }
-            return .list(try JinjaList(items))
+            try interpreter.spend(range.count >> 6)
+            return .range(range)
         }),
-        "dict": .function(JinjaFunction(name: "dict", repr: "<TemplateDict>") { (a: JinjaArguments, _: Interpreter) throws(RuntimeFailure) -> JinjaValue in
-            var dict = JinjaDict()
-            guard a.positional.count <= 1 else { throw RuntimeFailure("TypeError: dict expected at most 1 argument, got \(a.positional.count)") }
-            if let source = a.positional.first {
-                switch source {
-                case .dict(let d): dict = d
-                default:
-                    for pair in try source.pythonIterate() {
-                        let items = try pair.pythonIterate()
-                        guard items.count == 2 else {
-                            throw RuntimeFailure("ValueError: dictionary update sequence element has length \(items.count); 2 is required")
-                        }
-                        try dict.set(items[0], items[1])
-                    }
-                }
-            }
-            for (name, value) in a.keywords { try dict.set(.string(name), value) }
-            return .dict(dict)
+        "dict": .function(JinjaFunction(name: "dict", typeName: "TemplateDict", repr: "<transformers.utils.chat_template_utils._cached_compile_jinja_template.<locals>.TemplateDict object at \(placeholderAddress)>") { (a: JinjaArguments, _: Interpreter) throws(RuntimeFailure) -> JinjaValue in
+            .dict(try dictionary(a, function: "dict"))
         }),
-        "namespace": .function(JinjaFunction(name: "namespace", repr: "<class 'TemplateNamespace'>") { (a: JinjaArguments, interpreter: Interpreter) throws(RuntimeFailure) -> JinjaValue in
+        "namespace": .function(JinjaFunction(name: "namespace", typeName: "type", repr: "<class 'transformers.utils.chat_template_utils._cached_compile_jinja_template.<locals>.TemplateNamespace'>") { (a: JinjaArguments, interpreter: Interpreter) throws(RuntimeFailure) -> JinjaValue in
+            let attributes = try dictionary(a, function: "dict")
+            for (key, _) in attributes.entries {
+                if case .string(let name) = key { try interpreter.checkNamespaceName(name) }
+            }
             let namespace = JinjaNamespace()
+            namespace.attributes = attributes
             interpreter.track(namespace)
-            guard a.positional.count <= 1 else { throw RuntimeFailure("TypeError: dict expected at most 1 argument, got \(a.positional.count)") }
-            if let source = a.positional.first {
-                guard case .dict(let d) = source else {
-                    throw RuntimeFailure("TypeError: namespace() takes a mapping, not \(source.pythonTypeName)")
-                }
-                for (key, value) in d.entries {
-                    if case .string(let name) = key { try interpreter.checkNamespaceName(name) }
-                    try namespace.attributes.set(key, value)
-                }
-            }
-            for (name, value) in a.keywords {
-                try interpreter.checkNamespaceName(name)
-                try namespace.attributes.set(.string(name), value)
-            }
             return .namespace(namespace)
         }),
-        "raise_exception": .function(JinjaFunction(name: "raise_exception") { (a: JinjaArguments, _: Interpreter) throws(RuntimeFailure) -> JinjaValue in
-            let b = try a.bind(["message"], function: "raise_exception")
-            guard let message = b[0] else {
-                throw RuntimeFailure("TypeError: raise_exception() missing 1 required positional argument: 'message'")
-            }
-            throw RuntimeFailure(try message.pythonStr(), kind: .raised)
+        "raise_exception": .function(JinjaFunction(name: "raise_exception", repr: "<function _cached_compile_jinja_template.<locals>.raise_exception at \(placeholderAddress)>") { (a: JinjaArguments, _: Interpreter) throws(RuntimeFailure) -> JinjaValue in
+            let message = try a.bind(["message"], required: 1, function: "_cached_compile_jinja_template.<locals>.raise_exception")[0]
+            throw RuntimeFailure(try (message ?? .none).pythonStr(), kind: .raised)
         }),
-        "strftime_now": .function(JinjaFunction(name: "strftime_now") { (a: JinjaArguments, _: Interpreter) throws(RuntimeFailure) -> JinjaValue in
-            let format = try PythonMethods.string(try a.bind(["format"], function: "strftime_now")[0], "strftime() argument 1")
+        "strftime_now": .function(JinjaFunction(name: "strftime_now", repr: "<function _cached_compile_jinja_template.<locals>.strftime_now at \(placeholderAddress)>") { (a: JinjaArguments, _: Interpreter) throws(RuntimeFailure) -> JinjaValue in
+            let format = try PythonMethods.string(try a.bind(["format"], required: 1, function: "_cached_compile_jinja_template.<locals>.strftime_now")[0], "strftime() argument 1")
             return .string(formatCurrentTime(format))
         }),
     ]
+
+    /// Python's `dict(mapping_or_pairs, **keywords)`.
+    static func dictionary(_ a: JinjaArguments, function: String) throws(RuntimeFailure) -> JinjaDict {
+        guard a.positional.count <= 1 else {
+            throw RuntimeFailure("TypeError: \(function) expected at most 1 argument, got \(a.positional.count)")
+        }
+        var dict = JinjaDict()
+        if let source = a.positional.first {
+            switch source {
+            case .dict(let d): dict = d
+            case .undefined(let u): throw u.failure
+            default:
+                for (i, pair) in try source.pythonIterate().enumerated() {
+                    let items: [JinjaValue]
+                    do {
+                        items = try pair.pythonIterate()
+                    } catch {
+                        throw RuntimeFailure("TypeError: cannot convert dictionary update sequence element #\(i) to a sequence")
+                    }
+                    guard items.count == 2 else {
+                        throw RuntimeFailure("ValueError: dictionary update sequence element #\(i) has length \(items.count); 2 is required")
+                    }
+                    try dict.set(items[0], items[1])
+                }
+            }
+        }
+        for (name, value) in a.keywords { try dict.set(.string(name), value) }
+        return dict
+    }
 
     /// `datetime.now().strftime(format)` in local time.
     static func formatCurrentTime(_ format: String) -> String {

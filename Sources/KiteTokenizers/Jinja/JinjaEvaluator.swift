@@ -100,6 +100,7 @@ extension Interpreter {
             if !name.hasPrefix("_"), let method = PythonMethods.method(receiver, name) {
                 let arguments = try evaluateArguments(argumentExpressions, in: scope)
                 do {
+                    try PythonMethods.checkArity(receiver, name, arguments)
                     return try method(receiver, arguments)
                 } catch {
                     throw error.located(callee.offset)
@@ -123,7 +124,7 @@ extension Interpreter {
         } else {
             input = filterInput ?? .undefinedName("filter input")
         }
-        let arguments = try evaluateArguments(argumentExpressions, in: scope)
+        let arguments = try evaluateArguments(argumentExpressions, in: scope, callee: "jinja2.filters.do_\(name)()")
         guard let filter = JinjaFilters.table[name] else {
             throw RuntimeFailure("TemplateRuntimeError: No filter named \(pythonRepr(name)) found.")
         }
@@ -201,7 +202,9 @@ extension Interpreter {
         }
     }
 
-    func evaluateArguments(_ expressions: [CallArgument], in scope: Scope) throws(RuntimeFailure) -> JinjaArguments {
+    /// Evaluates call arguments; `callee` names the Python function in errors about `*`/`**` arguments
+    /// (jinja2 routes template calls through `SandboxedEnvironment.call`).
+    func evaluateArguments(_ expressions: [CallArgument], in scope: Scope, callee: String = "jinja2.sandbox.SandboxedEnvironment.call()") throws(RuntimeFailure) -> JinjaArguments {
         var arguments = JinjaArguments()
         for argument in expressions {
             switch argument {
@@ -210,10 +213,16 @@ extension Interpreter {
             case .keyword(let name, let e):
                 arguments.keywords.append((name, try evaluate(e, in: scope)))
             case .unpackPositional(let e):
-                arguments.positional.append(contentsOf: try evaluate(e, in: scope).pythonIterate())
+                let sequence = try evaluate(e, in: scope)
+                do {
+                    arguments.positional.append(contentsOf: try sequence.pythonIterate())
+                } catch {
+                    throw RuntimeFailure("TypeError: \(callee) argument after * must be an iterable, not \(sequence.pythonTypeName)", at: e.offset)
+                }
             case .unpackKeywords(let e):
-                guard case .dict(let dict) = try evaluate(e, in: scope) else {
-                    throw RuntimeFailure("TypeError: argument after ** must be a mapping", at: e.offset)
+                let mapping = try evaluate(e, in: scope)
+                guard case .dict(let dict) = mapping else {
+                    throw RuntimeFailure("TypeError: \(callee) argument after ** must be a mapping, not \(mapping.pythonTypeName)", at: e.offset)
                 }
                 for (key, value) in dict.entries {
                     guard case .string(let name) = key else { throw RuntimeFailure("TypeError: keywords must be strings", at: e.offset) }
@@ -255,6 +264,8 @@ extension Interpreter {
     func getAttribute(_ value: JinjaValue, _ name: String) throws(RuntimeFailure) -> JinjaValue {
         switch value {
         case .undefined(let u):
+            // Special attributes exist even on undefined values; the sandbox refuses them quietly.
+            if isDunder(name) { return unsafeAttribute(value, name) }
             throw u.failure
         case .namespace(let namespace):
             return namespace.attributes.get(name) ?? missingAttribute(value, name)
@@ -266,18 +277,34 @@ extension Interpreter {
             case "items", "keys", "values", "get", "copy", "clear", "pop", "popitem", "setdefault", "update":
                 return PythonMethods.bind(value, name) ?? missingAttribute(value, name)
             default:
-                if name.hasPrefix("__") { break }
+                if isDunder(name) { break }
                 return dict.get(name) ?? missingAttribute(value, name)
             }
-            return .undefined(JinjaUndefined(.message("access to attribute \(pythonRepr(name)) of 'dict' object is unsafe."), isSecurityViolation: true))
+            return unsafeAttribute(value, name)
         default:
-            if name.hasPrefix("__") {
-                return .undefined(JinjaUndefined(.message("access to attribute \(pythonRepr(name)) of \(pythonRepr(value.pythonTypeName)) object is unsafe."), isSecurityViolation: true))
-            }
+            if isDunder(name) { return unsafeAttribute(value, name) }
             if let method = PythonMethods.bind(value, name) { return method }
             if case .dict(let dict) = value, let item = dict.get(name) { return item }
             return missingAttribute(value, name)
         }
+    }
+
+    /// Special attributes every Python object (or function) has; the sandbox refuses them. Other
+    /// `__x__` names do not exist and behave like any missing attribute.
+    private static let specialAttributes: Set<String> = [
+        "__class__", "__doc__", "__init__", "__new__", "__repr__", "__str__", "__hash__", "__eq__", "__ne__",
+        "__lt__", "__le__", "__gt__", "__ge__", "__getattribute__", "__setattr__", "__delattr__", "__dir__",
+        "__format__", "__reduce__", "__reduce_ex__", "__sizeof__", "__subclasshook__", "__init_subclass__",
+        "__module__", "__dict__", "__globals__", "__builtins__", "__len__", "__iter__", "__getitem__",
+        "__contains__", "__add__", "__mul__", "__mod__", "__call__", "__bool__", "__name__", "__qualname__",
+        "__code__", "__closure__", "__defaults__", "__self__", "__func__", "__subclasses__", "__mro__",
+        "__bases__", "__base__", "__getstate__", "__slots__", "__weakref__",
+    ]
+
+    private func isDunder(_ name: String) -> Bool { Self.specialAttributes.contains(name) }
+
+    private func unsafeAttribute(_ owner: JinjaValue, _ name: String) -> JinjaValue {
+        .undefined(JinjaUndefined(.message("access to attribute \(pythonRepr(name)) of \(pythonRepr(owner.pythonTypeName)) object is unsafe."), isSecurityViolation: true))
     }
 
     private func missingAttribute(_ owner: JinjaValue, _ name: String) -> JinjaValue {
@@ -294,6 +321,11 @@ extension Interpreter {
             if let i = key.numeric.flatMap({ n -> Int? in if case .int(let i) = n { return i } else { return nil } }) {
                 let index = i < 0 ? i + list.items.count : i
                 if index >= 0 && index < list.items.count { return list.items[index] }
+            }
+        case (.range(let r), _):
+            if case .int(let i)? = key.numeric {
+                let index = i < 0 ? i + r.count : i
+                if index >= 0 && index < r.count { return .int(r.element(index)) }
             }
         case (.string(let text), _):
             if case .int(let i)? = key.numeric {
@@ -317,31 +349,39 @@ extension Interpreter {
         return .undefined(JinjaUndefined(.element(owner: value.ownerDescription, key: (try? key.pythonRepr()) ?? "?")))
     }
 
+    /// `value[start:stop:step]`. jinja2 compiles slices to plain Python subscripts (not through the
+    /// sandbox's `getitem`), so errors propagate instead of becoming undefined.
     func slice(_ value: JinjaValue, start: JinjaValue?, stop: JinjaValue?, step: JinjaValue?) throws(RuntimeFailure) -> JinjaValue {
-        if case .undefined(let u) = value { throw u.failure }
-        func bound(_ v: JinjaValue?) -> Int?? {
-            guard let v else { return .some(nil) }
-            switch v {
-            case .none: return .some(nil)
-            case .int(let i): return .some(i)
-            case .bool(let b): return .some(b ? 1 : 0)
-            default: return nil
-            }
-        }
-        let sliceRepr = "slice(\((try? (start ?? JinjaValue.none).pythonRepr()) ?? "None"), \((try? (stop ?? JinjaValue.none).pythonRepr()) ?? "None"), \((try? (step ?? JinjaValue.none).pythonRepr()) ?? "None"))"
-        let undefinedSlice = JinjaValue.undefined(JinjaUndefined(.element(owner: value.ownerDescription, key: sliceRepr)))
-        guard case .some(let a) = bound(start), case .some(let b) = bound(stop), case .some(let c) = bound(step) else {
-            return undefinedSlice
-        }
-        let stepValue = c ?? 1
-        guard stepValue != 0 else { throw RuntimeFailure("ValueError: slice step cannot be zero") }
+        let items: [JinjaValue]
         switch value {
-        case .list(let list): return .list(try JinjaList(PythonString.slice(list.items, start: a, stop: b, step: stepValue)))
-        case .tuple(let list): return .tuple(try JinjaList(PythonString.slice(list.items, start: a, stop: b, step: stepValue)))
+        case .undefined(let u): throw u.failure
+        case .list(let l), .tuple(let l): items = l.items
+        case .range: items = try value.pythonIterate()
+        case .string: items = []
+        case .dict: throw RuntimeFailure("TypeError: unhashable type: 'slice'")
+        case .function(let f) where f.typeName == "type":
+            throw RuntimeFailure("TypeError: type '\(f.name == "namespace" ? "TemplateNamespace" : f.name)' is not subscriptable")
+        default: throw RuntimeFailure("TypeError: '\(value.pythonTypeName)' object is not subscriptable")
+        }
+        // Python checks the step first, then the bounds.
+        var bounds: [Int?] = [nil, nil, nil]
+        for (i, bound) in [step, start, stop].enumerated() {
+            switch bound {
+            case nil, .none?: break
+            case .int(let n)?: bounds[(i + 2) % 3] = n
+            case .bool(let b)?: bounds[(i + 2) % 3] = b ? 1 : 0
+            default: throw RuntimeFailure("TypeError: slice indices must be integers or None or have an __index__ method")
+            }
+            if i == 0 && bounds[2] == 0 { throw RuntimeFailure("ValueError: slice step cannot be zero") }
+        }
+        let stepValue = bounds[2] ?? 1
+        switch value {
         case .string(let text):
-            return .string(PythonString.string(PythonString.slice(Array(text.unicodeScalars), start: a, stop: b, step: stepValue)))
+            return .string(PythonString.string(PythonString.slice(Array(text.unicodeScalars), start: bounds[0], stop: bounds[1], step: stepValue)))
+        case .tuple:
+            return .tuple(try JinjaList(PythonString.slice(items, start: bounds[0], stop: bounds[1], step: stepValue)))
         default:
-            return undefinedSlice
+            return .list(try JinjaList(PythonString.slice(items, start: bounds[0], stop: bounds[1], step: stepValue)))
         }
     }
 

@@ -46,14 +46,54 @@ extension JinjaFilters {
         }
     }
 
-    /// Python's `sorted(items, key=key, reverse=reverse)`: a stable merge sort with `<`.
+    /// Python's `sorted(items, key=key, reverse=reverse)`: stable, and for fewer than 64 items it makes
+    /// the same comparisons in the same order as CPython's list sort (run detection, then binary
+    /// insertion), so that sorting values Python cannot compare fails with the same message.
     static func stableSort(_ items: [JinjaValue], reverse: Bool, key: Getter) throws(RuntimeFailure) -> [JinjaValue] {
         var keyed: [(key: JinjaValue, value: JinjaValue)] = []
         keyed.reserveCapacity(items.count)
         for item in items { keyed.append((try key(item), item)) }
-        func before(_ a: JinjaValue, _ b: JinjaValue) throws(RuntimeFailure) -> Bool {
-            reverse ? try b.pythonCompare(a, .less) : try a.pythonCompare(b, .less)
+        // CPython sorts a reversed list and reverses the result, which keeps equal items in order.
+        if reverse { keyed.reverse() }
+        func less(_ a: JinjaValue, _ b: JinjaValue) throws(RuntimeFailure) -> Bool { try a.pythonCompare(b, .less) }
+        if keyed.count < 64 {
+            try binaryInsertionSort(&keyed, less: less)
+        } else {
+            try mergeSort(&keyed, less: less)
         }
+        if reverse { keyed.reverse() }
+        return keyed.map(\.value)
+    }
+
+    private static func binaryInsertionSort(_ a: inout [(key: JinjaValue, value: JinjaValue)], less: (JinjaValue, JinjaValue) throws(RuntimeFailure) -> Bool) throws(RuntimeFailure) {
+        let n = a.count
+        guard n > 1 else { return }
+        // count_run: a strictly descending prefix is reversed, a non-descending one kept.
+        var run = 2
+        if try less(a[1].key, a[0].key) {
+            while run < n, try less(a[run].key, a[run - 1].key) { run += 1 }
+            a[0..<run].reverse()
+        } else {
+            while run < n, !(try less(a[run].key, a[run - 1].key)) { run += 1 }
+        }
+        for start in run..<n {
+            let pivot = a[start]
+            var low = 0
+            var high = start
+            while low < high {
+                let middle = low + (high - low) / 2
+                if try less(pivot.key, a[middle].key) { high = middle } else { low = middle + 1 }
+            }
+            var i = start
+            while i > low {
+                a[i] = a[i - 1]
+                i -= 1
+            }
+            a[low] = pivot
+        }
+    }
+
+    private static func mergeSort(_ keyed: inout [(key: JinjaValue, value: JinjaValue)], less: (JinjaValue, JinjaValue) throws(RuntimeFailure) -> Bool) throws(RuntimeFailure) {
         var buffer = keyed
         var width = 1
         while width < keyed.count {
@@ -63,8 +103,8 @@ extension JinjaFilters {
                 let end = min(start + 2 * width, keyed.count)
                 var i = start, j = middle, k = start
                 while i < middle && j < end {
-                    // Take from the right run only when strictly before, which keeps equal keys in order.
-                    if try before(keyed[j].key, keyed[i].key) {
+                    // Take from the right run only when strictly less, which keeps equal keys in order.
+                    if try less(keyed[j].key, keyed[i].key) {
                         buffer[k] = keyed[j]
                         j += 1
                     } else {
@@ -80,11 +120,10 @@ extension JinjaFilters {
             swap(&keyed, &buffer)
             width *= 2
         }
-        return keyed.map(\.value)
     }
 
     static func extreme(_ interpreter: Interpreter, _ value: JinjaValue, _ arguments: JinjaArguments, largest: Bool) throws(RuntimeFailure) -> JinjaValue {
-        let b = try arguments.bind(["case_sensitive", "attribute"], function: largest ? "do_max" : "do_min")
+        let b = try arguments.bind(["case_sensitive", "attribute"], implicit: 2, function: largest ? "do_max" : "do_min")
         let items = try value.pythonIterate()
         try interpreter.spend(items.count)
         guard var best = items.first else {
@@ -102,35 +141,80 @@ extension JinjaFilters {
         return best
     }
 
+    /// jinja2's error for a filter or test name that names nothing, with its hint for an unquoted name.
+    static func unknownCallable(_ kind: String, _ name: JinjaValue) -> RuntimeFailure {
+        // The name is looked up in a dict first: an unhashable one fails there.
+        do {
+            _ = try DictKey(name)
+        } catch {
+            return error
+        }
+        var message = "TemplateRuntimeError: No \(kind) named \((try? name.pythonRepr()) ?? "?")."
+        if case .undefined(let u) = name {
+            message += " (\(u.message); did you forget to quote the callable name?)"
+        }
+        return RuntimeFailure(message)
+    }
+
+    /// A generator as jinja2's generator filters make one: nothing runs, not even argument checks,
+    /// until the first item is pulled.
+    static func generator(_ origin: String, _ setup: @escaping () throws(RuntimeFailure) -> JinjaIterator.Pull) -> JinjaValue {
+        var pull: JinjaIterator.Pull? = nil
+        return .iterator(JinjaIterator(origin: origin) { () throws(RuntimeFailure) -> JinjaValue? in
+            if let pull { return try pull() }
+            let started = try setup()
+            pull = started
+            return try started()
+        })
+    }
+
     /// `select`/`reject` (by a test on the item) and `selectattr`/`rejectattr` (on an attribute);
     /// without a test name the truthiness decides.
-    static func selectOrReject(_ interpreter: Interpreter, _ value: JinjaValue, _ arguments: JinjaArguments, keep: Bool, attribute: Bool) throws(RuntimeFailure) -> JinjaValue {
-        guard value.isTruthy else { return .iterator(JinjaIterator([], origin: "select_or_reject")) }
-        var positional = arguments.positional
-        var transform: Getter = { (item: JinjaValue) throws(RuntimeFailure) -> JinjaValue in item }
-        if attribute {
-            guard !positional.isEmpty else { throw RuntimeFailure("FilterArgumentError: Missing parameter for attribute name") }
-            transform = try attributeGetter(interpreter, positional.removeFirst(), default: nil)
-        }
-        var testName: String? = nil
-        if !positional.isEmpty {
-            guard case .string(let name) = positional.removeFirst() else {
-                throw RuntimeFailure("TemplateRuntimeError: the test name must be a string")
+    static func selectOrReject(_ interpreter: Interpreter, _ value: JinjaValue, _ arguments: JinjaArguments, keep: Bool, attribute: Bool) -> JinjaValue {
+        generator("select_or_reject") { () throws(RuntimeFailure) -> JinjaIterator.Pull in
+            guard value.isTruthy else { return { () throws(RuntimeFailure) -> JinjaValue? in nil } }
+            var positional = arguments.positional
+            var transform: Getter = { (item: JinjaValue) throws(RuntimeFailure) -> JinjaValue in item }
+            if attribute {
+                guard !positional.isEmpty else { throw RuntimeFailure("FilterArgumentError: Missing parameter for attribute name") }
+                transform = try attributeGetter(interpreter, positional.removeFirst(), default: nil)
             }
-            guard JinjaTests.table[name] != nil else {
-                throw RuntimeFailure("TemplateRuntimeError: No test named \(pythonRepr(name)).")
+            // The test is looked up per item, as jinja2 does, so an empty input never fails on it.
+            let testName: JinjaValue? = positional.isEmpty ? nil : positional.removeFirst()
+            let testArguments = JinjaArguments(positional, keywords: arguments.keywords)
+            let upstream = try stream(value)
+            return { () throws(RuntimeFailure) -> JinjaValue? in
+                while let item = try upstream() {
+                    try interpreter.spend()
+                    let subject = try transform(item)
+                    let passed: Bool
+                    if let testName {
+                        guard case .string(let name) = testName, JinjaTests.table[name] != nil else {
+                            throw unknownCallable("test", testName)
+                        }
+                        passed = try interpreter.runTest(name, subject, testArguments)
+                    } else {
+                        passed = subject.isTruthy
+                    }
+                    if passed == keep { return item }
+                }
+                return nil
             }
-            testName = name
         }
-        let testArguments = JinjaArguments(positional, keywords: arguments.keywords)
-        var out: [JinjaValue] = []
-        for item in try value.pythonIterate() {
-            try interpreter.spend()
-            let subject = try transform(item)
-            let passed = try testName.map { (name: String) throws(RuntimeFailure) -> Bool in try interpreter.runTest(name, subject, testArguments) } ?? subject.isTruthy
-            if passed == keep { out.append(item) }
+    }
+
+    /// Pulls the items of an iterable one at a time (a generator lazily, others from a snapshot).
+    static func stream(_ value: JinjaValue) throws(RuntimeFailure) -> JinjaIterator.Pull {
+        if case .iterator(let iterator) = value {
+            return { () throws(RuntimeFailure) -> JinjaValue? in try iterator.next() }
         }
-        return .iterator(JinjaIterator(out, origin: "select_or_reject"))
+        let items = try value.pythonIterate()
+        var index = 0
+        return { () throws(RuntimeFailure) -> JinjaValue? in
+            guard index < items.count else { return nil }
+            index += 1
+            return items[index - 1]
+        }
     }
 
     /// `map(attribute=..., default=...)` or `map('filter', *args, **kwargs)`.
@@ -148,11 +232,14 @@ extension JinjaFilters {
         guard let first = arguments.positional.first else {
             throw RuntimeFailure("FilterArgumentError: map requires a filter argument")
         }
-        guard case .string(let name) = first, let filter = table[name] else {
-            throw RuntimeFailure("TemplateRuntimeError: No filter named \((try? first.pythonRepr()) ?? "?").")
-        }
         let rest = JinjaArguments(Array(arguments.positional.dropFirst()), keywords: arguments.keywords)
-        return { (item: JinjaValue) throws(RuntimeFailure) -> JinjaValue in try filter(interpreter, item, rest) }
+        // The filter is looked up per item, as jinja2 does: an empty input never fails on a bad name.
+        return { (item: JinjaValue) throws(RuntimeFailure) -> JinjaValue in
+            guard case .string(let name) = first, let filter = table[name] else {
+                throw unknownCallable("filter", first)
+            }
+            return try filter(interpreter, item, rest)
+        }
     }
 }
 

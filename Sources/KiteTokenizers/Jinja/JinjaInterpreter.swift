@@ -180,6 +180,8 @@ final class Interpreter: @unchecked Sendable {
             case .forLoop(let loop):
                 try runLoop(loop, in: scope, items: nil, depth0: 0)
             case .assign(let target, let expression, let offset):
+                // jinja2 checks namespace targets before it evaluates the value.
+                try checkNamespaceTargets(target, in: scope, at: offset)
                 let value = try evaluate(expression, in: scope)
                 try assign(target, value, in: scope, at: offset)
             case .assignBlock(let target, let filter, let body, let offset):
@@ -227,6 +229,23 @@ final class Interpreter: @unchecked Sendable {
     }
 
     func assign(_ target: AssignTarget, _ value: JinjaValue, in scope: Scope, at offset: SourceOffset) throws(RuntimeFailure) {
+        // jinja2 checks every namespace reference of a target before assigning anything.
+        if case .tuple = target { try checkNamespaceTargets(target, in: scope, at: offset) }
+        try store(target, value, in: scope, at: offset)
+    }
+
+    func checkNamespaceTargets(_ target: AssignTarget, in scope: Scope, at offset: SourceOffset) throws(RuntimeFailure) {
+        switch target {
+        case .name: break
+        case .tuple(let targets): for t in targets { try checkNamespaceTargets(t, in: scope, at: offset) }
+        case .namespaceAttribute(let name, _):
+            guard case .namespace? = scope.lookup(name) ?? globals[name] else {
+                throw RuntimeFailure("TemplateRuntimeError: cannot assign attribute on non-namespace object", at: offset)
+            }
+        }
+    }
+
+    private func store(_ target: AssignTarget, _ value: JinjaValue, in scope: Scope, at offset: SourceOffset) throws(RuntimeFailure) {
         switch target {
         case .name(let name):
             scope[name] = value
@@ -243,7 +262,7 @@ final class Interpreter: @unchecked Sendable {
                     : "ValueError: too many values to unpack (expected \(targets.count))"
                 throw RuntimeFailure(message, at: offset)
             }
-            for (t, item) in zip(targets, items) { try assign(t, item, in: scope, at: offset) }
+            for (t, item) in zip(targets, items) { try store(t, item, in: scope, at: offset) }
         case .namespaceAttribute(let name, let attribute):
             guard case .namespace(let namespace)? = scope.lookup(name) ?? globals[name] else {
                 throw RuntimeFailure("TemplateRuntimeError: cannot assign attribute on non-namespace object", at: offset)

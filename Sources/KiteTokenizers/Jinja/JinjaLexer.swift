@@ -180,6 +180,11 @@ struct JinjaLexer {
     // MARK: - Comments and raw blocks
 
     private mutating func skipComment(openedAt start: Int, from bodyStart: Int) throws(RuntimeFailure) {
+        // jinja2 reports a missing `#}` only if something follows the opener; at the very end it stops.
+        if bodyStart >= source.count {
+            position = source.count
+            return
+        }
         var i = bodyStart
         while i < source.count {
             if hasPrefix("+#}", at: i) {
@@ -207,6 +212,10 @@ struct JinjaLexer {
     }
 
     private mutating func lexRaw(openedAt start: Int, from bodyStart: Int) throws(RuntimeFailure) {
+        if bodyStart >= source.count {
+            position = source.count
+            return
+        }
         var i = bodyStart
         while i + 1 < source.count {
             if source[i] == "{" && source[i + 1] == "%" {

@@ -101,6 +101,12 @@ struct JinjaParser {
         advance()
     }
 
+    /// The end of a tag that opens a body; jinja2 accepts a Python-style `:` before the `%}`.
+    private mutating func expectBodyStart() throws(RuntimeFailure) {
+        _ = skipOp(":")
+        try expectBlockEnd()
+    }
+
     // MARK: - Statements
 
     /// Parses nodes until a block tag whose name is in `endTags`; returns them and that tag name, leaving
@@ -144,7 +150,7 @@ struct JinjaParser {
 
     /// Parses a body that must end with `{% end<name> %}` (the tag's `%}` is left for the caller).
     private mutating func parseBody(_ endTag: String, opener: String, at offset: SourceOffset) throws(RuntimeFailure) -> [Node] {
-        try expectBlockEnd()
+        try expectBodyStart()
         return try parseStatements(until: [endTag], opener: (opener, offset)).0
     }
 
@@ -214,12 +220,12 @@ struct JinjaParser {
         var otherwise: [Node] = []
         while true {
             let test = try parseTuple(withConditional: false)
-            try expectBlockEnd()
+            try expectBodyStart()
             let (body, end) = try parseStatements(until: ["elif", "else", "endif"], opener: ("if", start))
             branches.append((test, body))
             if end == "elif" { continue }
             if end == "else" {
-                try expectBlockEnd()
+                try expectBodyStart()
                 otherwise = try parseStatements(until: ["endif"], opener: ("if", start)).0
             }
             break
@@ -234,27 +240,21 @@ struct JinjaParser {
         var condition: Expression? = nil
         if skipName("if") { condition = try parseExpression() }
         let recursive = skipName("recursive")
-        try expectBlockEnd()
+        try expectBodyStart()
         loopDepth += 1
         let (body, end) = try parseStatements(until: ["endfor", "else"], opener: ("for", start))
         loopDepth -= 1
         var otherwise: [Node] = []
         if end == "else" {
-            try expectBlockEnd()
+            try expectBodyStart()
             otherwise = try parseStatements(until: ["endfor"], opener: ("for", start)).0
         }
         return .forLoop(ForLoop(target: target, iterable: iterable, condition: condition, body: body, otherwise: otherwise, recursive: recursive, offset: start))
     }
 
     private mutating func parseSet(at start: SourceOffset) throws(RuntimeFailure) -> Node {
-        let target: AssignTarget
-        if case .name(let name) = current.kind, case .op(".") = peek().kind {
-            advance()
-            advance()
-            target = .namespaceAttribute(name, try expectName())
-        } else {
-            target = try parseAssignTarget(extraEnd: [])
-        }
+        // Namespace attributes (`ns.x`) may appear anywhere in a set target, also inside a tuple.
+        let target = try parseAssignTarget(extraEnd: [], withNamespace: true)
         if skipOp("=") { return .assign(target, try parseTuple(), start) }
         let filter: Expression? = isOp("|") ? try parseFilterChain(nil, startInline: false) : nil
         return .assignBlock(target, filter: filter, body: try parseBody("endset", opener: "set", at: start), start)
@@ -281,13 +281,13 @@ struct JinjaParser {
     }
 
     /// A name or (possibly parenthesised) tuple of names, as after `for` or `set`.
-    private mutating func parseAssignTarget(extraEnd: Set<String>) throws(RuntimeFailure) -> AssignTarget {
+    private mutating func parseAssignTarget(extraEnd: Set<String>, withNamespace: Bool = false) throws(RuntimeFailure) -> AssignTarget {
         var targets: [AssignTarget] = []
         var isTuple = false
         while true {
             if !targets.isEmpty { try expectOp(",") }
             if isTupleEnd(extraEnd) { break }
-            targets.append(try parseSimpleTarget())
+            targets.append(try parseSimpleTarget(withNamespace: withNamespace))
             if isOp(",") { isTuple = true } else { break }
         }
         if !isTuple, let only = targets.first { return only }
@@ -295,19 +295,20 @@ struct JinjaParser {
         return .tuple(targets)
     }
 
-    private mutating func parseSimpleTarget() throws(RuntimeFailure) -> AssignTarget {
+    private mutating func parseSimpleTarget(withNamespace: Bool) throws(RuntimeFailure) -> AssignTarget {
         if case .name(let name) = current.kind {
             if ["true", "false", "True", "False", "none", "None"].contains(name) {
                 throw fail("cannot assign to the constant '\(name)'")
             }
             advance()
+            if withNamespace && skipOp(".") { return .namespaceAttribute(name, try expectName()) }
             return .name(name)
         }
         if skipOp("(") {
             nesting += 1
             defer { nesting -= 1 }
             guard nesting <= Self.maximumNesting else { throw fail("parentheses nested too deeply") }
-            let target = try parseAssignTarget(extraEnd: [])
+            let target = try parseAssignTarget(extraEnd: [], withNamespace: withNamespace)
             try expectOp(")")
             return target
         }
@@ -562,11 +563,11 @@ struct JinjaParser {
                     subscripts.append(try parseSubscript(of: node))
                 }
                 try expectOp("]")
-                guard let first = subscripts.first else { throw fail("expected a subscript inside '[]'", at: at) }
-                if subscripts.count == 1, case .slice = first.kind {
+                if subscripts.count == 1, let first = subscripts.first, case .slice = first.kind {
                     node = first
                 } else {
-                    let key = subscripts.count == 1 ? first : try checked(Expression(.tuple(subscripts), at: at, children: subscripts))
+                    // `x[a, b]` (and `x[]`, as jinja2 allows) subscript with a tuple.
+                    let key = subscripts.count == 1 ? subscripts[0] : try checked(Expression(.tuple(subscripts), at: at, children: subscripts))
                     node = try checked(Expression(.item(node, key), at: at, children: [node, key]))
                 }
             } else if isOp("(") {

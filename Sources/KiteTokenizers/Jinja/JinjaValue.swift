@@ -16,6 +16,7 @@ enum JinjaValue: Sendable {
     case namespace(JinjaNamespace)
     /// A one-shot iterator (what jinja2's `map`, `select`, `reverse` and friends return).
     case iterator(JinjaIterator)
+    case range(JinjaRange)
     case function(JinjaFunction)
     case loop(JinjaLoop)
 
@@ -100,14 +101,19 @@ struct JinjaList: Sendable {
 /// A hashable form of a dict key with Python's key equality: `1`, `1.0` and `True` are the same key,
 /// and strings compare by code points.
 enum DictKey: Hashable, Sendable {
+    /// jinja2's `Undefined` hashes by type: every undefined value is the same key.
+    case undefined
     case none
     case int(Int)
     case float(UInt64)
     case string(ExactString)
     case tuple([DictKey])
+    /// Objects Python hashes by identity (generators, namespaces, macros).
+    case object(ObjectIdentifier)
 
     init(_ value: JinjaValue) throws(RuntimeFailure) {
         switch value {
+        case .undefined: self = .undefined
         case .none: self = .none
         case .bool(let b): self = .int(b ? 1 : 0)
         case .int(let i): self = .int(i)
@@ -118,6 +124,10 @@ enum DictKey: Hashable, Sendable {
             var keys: [DictKey] = []
             for item in t.items { keys.append(try DictKey(item)) }
             self = .tuple(keys)
+        case .iterator(let i): self = .object(ObjectIdentifier(i))
+        case .namespace(let n): self = .object(ObjectIdentifier(n))
+        case .function(let f): self = .object(ObjectIdentifier(f))
+        case .loop(let l): self = .object(ObjectIdentifier(l))
         default:
             throw RuntimeFailure("TypeError: unhashable type: '\(value.pythonTypeName)'")
         }
@@ -215,27 +225,62 @@ final class JinjaNamespace: @unchecked Sendable {
 }
 
 /// A one-shot iterator: iterating consumes it, as with the Python generators jinja2 filters return.
+/// Items are produced on demand, so errors surface where the items are consumed, as in Python.
 final class JinjaIterator: @unchecked Sendable {
-    private(set) var items: [JinjaValue]
-    private var consumed = false
+    typealias Pull = () throws(RuntimeFailure) -> JinjaValue?
+    private var pull: Pull?
     /// Python's type name (`generator`, `list_reverseiterator`) for error messages.
     let typeName: String
     let origin: String
 
-    init(_ items: [JinjaValue], typeName: String = "generator", origin: String) {
-        self.items = items
+    init(typeName: String = "generator", origin: String, pull: @escaping Pull) {
         self.typeName = typeName
         self.origin = origin
+        self.pull = pull
+    }
+
+    convenience init(_ items: [JinjaValue], typeName: String = "generator", origin: String) {
+        var index = 0
+        self.init(typeName: typeName, origin: origin) { () throws(RuntimeFailure) -> JinjaValue? in
+            guard index < items.count else { return nil }
+            index += 1
+            return items[index - 1]
+        }
+    }
+
+    /// The next item, or nil once exhausted.
+    func next() throws(RuntimeFailure) -> JinjaValue? {
+        guard let pull else { return nil }
+        if let item = try pull() { return item }
+        self.pull = nil
+        return nil
     }
 
     /// The remaining items; afterwards the iterator is exhausted.
-    func drain() -> [JinjaValue] {
-        if consumed { return [] }
-        consumed = true
-        let rest = items
-        items = []
-        return rest
+    func drain() throws(RuntimeFailure) -> [JinjaValue] {
+        var items: [JinjaValue] = []
+        while let item = try next() {
+            items.append(item)
+            try checkedCount(items.count)
+        }
+        return items
     }
+}
+
+/// `range(start, stop, step)`: a lazy sequence of integers.
+struct JinjaRange: Sendable {
+    let start: Int
+    let stop: Int
+    let step: Int
+
+    var count: Int {
+        let span = step > 0 ? Double(stop) - Double(start) : Double(start) - Double(stop)
+        return span <= 0 ? 0 : Int(((span + Double(abs(step)) - 1) / Double(abs(step))).rounded(.down))
+    }
+
+    func element(_ i: Int) -> Int { start &+ i &* step }
+
+    var repr: String { step == 1 ? "range(\(start), \(stop))" : "range(\(start), \(stop), \(step))" }
 }
 
 /// Positional and keyword arguments of a call.
@@ -248,11 +293,18 @@ struct JinjaArguments: Sendable {
         self.keywords = keywords
     }
 
-    /// Binds arguments to parameter names like a Python signature: positional first, then by keyword.
-    /// Missing ones are nil; an unknown keyword or a surplus positional throws.
-    func bind(_ parameters: [String], function: String) throws(RuntimeFailure) -> [JinjaValue?] {
-        guard positional.count <= parameters.count else {
-            throw RuntimeFailure("TypeError: \(function)() takes at most \(parameters.count) argument(s) (\(positional.count) given)")
+    /// Binds arguments to parameter names like a Python signature: positional first, then by keyword;
+    /// missing optional ones are nil. `implicit` counts the arguments jinja2 passes itself (the filtered
+    /// value, the environment) and `required` the leading parameters without defaults, so that errors
+    /// read exactly like Python's (`do_batch() takes from 2 to 3 positional arguments but 4 were given`).
+    func bind(_ parameters: [String], required: Int = 0, implicit: Int = 0, function: String) throws(RuntimeFailure) -> [JinjaValue?] {
+        if positional.count > parameters.count {
+            let total = implicit + parameters.count
+            let given = implicit + positional.count
+            let takes = required == parameters.count
+                ? "\(total) positional argument\(total == 1 ? "" : "s")"
+                : "from \(implicit + required) to \(total) positional arguments"
+            throw RuntimeFailure("TypeError: \(function)() takes \(takes) but \(given) \(given == 1 ? "was" : "were") given")
         }
         var bound: [JinjaValue?] = positional.map { $0 }
         bound += Array(repeating: nil, count: parameters.count - positional.count)
@@ -265,9 +317,27 @@ struct JinjaArguments: Sendable {
             }
             bound[slot] = value
         }
+        let missing = (0..<required).filter { bound[$0] == nil }.map { pythonRepr(parameters[$0]) }
+        if !missing.isEmpty {
+            let names = missing.count == 1 ? missing[0]
+                : missing.dropLast().joined(separator: ", ") + (missing.count > 2 ? "," : "") + " and " + (missing.last ?? "")
+            throw RuntimeFailure("TypeError: \(function)() missing \(missing.count) required positional argument\(missing.count == 1 ? "" : "s"): \(names)")
+        }
         return bound
     }
+
+    /// For Python builtins that take exactly one argument (`len`, `abs`, `callable`).
+    func requireSingle(_ function: String, implicit: Int = 1) throws(RuntimeFailure) {
+        guard keywords.isEmpty else { throw RuntimeFailure("TypeError: \(function)() takes no keyword arguments") }
+        guard positional.isEmpty else {
+            throw RuntimeFailure("TypeError: \(function)() takes exactly one argument (\(positional.count + implicit) given)")
+        }
+    }
 }
+
+/// Python prints object addresses in some reprs (`<generator object ... at 0x7f...>`). They are
+/// meaningless across processes, so Kite prints this fixed stand-in of the usual length.
+let placeholderAddress = "0x7f0000000000"
 
 /// Something a template can call: a macro, a global such as `range`, or a bound method such as
 /// `text.split`.
@@ -282,7 +352,7 @@ final class JinjaFunction: @unchecked Sendable {
     init(name: String, typeName: String = "function", repr: String? = nil, body: @escaping Body) {
         self.name = name
         self.typeName = typeName
-        self.reprText = repr ?? "<function \(name)>"
+        self.reprText = repr ?? "<function \(name) at \(placeholderAddress)>"
         self.body = body
     }
 }

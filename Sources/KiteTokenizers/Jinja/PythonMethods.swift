@@ -32,24 +32,31 @@ enum PythonMethods {
             return .undefined(JinjaUndefined(.message("access to attribute \(pythonRepr(name)) of \(pythonRepr(value.pythonTypeName)) object is unsafe."), isSecurityViolation: true))
         }
         guard let method = method(value, name) else { return nil }
-        return .function(JinjaFunction(name: name, typeName: "builtin_function_or_method", repr: "<built-in method \(name) of \(value.pythonTypeName) object>") {
+        return .function(JinjaFunction(name: name, typeName: "builtin_function_or_method", repr: "<built-in method \(name) of \(value.pythonTypeName) object at \(placeholderAddress)>") {
             (arguments: JinjaArguments, _: Interpreter) throws(RuntimeFailure) -> JinjaValue in
-            try method(value, arguments)
+            try checkArity(value, name, arguments)
+            return try method(value, arguments)
         })
     }
 
     // MARK: - Argument helpers
 
-    static func string(_ value: JinjaValue?, _ what: String) throws(RuntimeFailure) -> String {
+    /// A `str` argument; `what` prefixes Python's message (`replace() argument 1 must be str, not int`).
+    static func string(_ value: JinjaValue?, _ what: String = "") throws(RuntimeFailure) -> String {
         guard case .string(let s)? = value else {
-            throw RuntimeFailure("TypeError: \(what) must be str, not \(value?.pythonTypeName ?? "nothing")")
+            let prefix = what.isEmpty ? "" : what + " "
+            throw RuntimeFailure("TypeError: \(prefix)must be str, not \(value?.pythonTypeName ?? "NoneType")")
         }
         return s
     }
 
-    static func optionalString(_ value: JinjaValue?, _ what: String) throws(RuntimeFailure) -> String? {
+    /// A `str` or `None` argument, as `sep` of `split` and `chars` of `strip`.
+    static func optionalString(_ value: JinjaValue?, _ what: String = "") throws(RuntimeFailure) -> String? {
         guard let value, !isNone(value) else { return nil }
-        return try string(value, what)
+        guard case .string(let s) = value else {
+            throw RuntimeFailure("TypeError: \(what.isEmpty ? "" : what + " ")must be str or None, not \(value.pythonTypeName)")
+        }
+        return s
     }
 
     static func isNone(_ value: JinjaValue) -> Bool {
@@ -57,10 +64,17 @@ enum PythonMethods {
         return false
     }
 
+    /// The `start`/`end` arguments of `find`, `count`, `startswith`: converted like slice indices.
+    static func sliceIndex(_ value: JinjaValue?) throws(RuntimeFailure) -> Int? {
+        guard let value, !isNone(value) else { return nil }
+        if case .int(let i)? = value.numeric { return i }
+        throw RuntimeFailure("TypeError: slice indices must be integers or None or have an __index__ method")
+    }
+
     static func integer(_ value: JinjaValue?, default defaultValue: Int? = nil, _ what: String) throws(RuntimeFailure) -> Int? {
         guard let value, !isNone(value) else { return defaultValue }
         if case .int(let i)? = value.numeric { return i }
-        throw RuntimeFailure("TypeError: \(what) must be an integer, not \(value.pythonTypeName)")
+        throw RuntimeFailure("TypeError: '\(value.pythonTypeName)' object cannot be interpreted as an integer")
     }
 
     private static func text(_ value: JinjaValue) -> String {
@@ -77,20 +91,20 @@ enum PythonMethods {
     static let stringMethods: [String: Method] = [
         "startswith": { v, a throws(RuntimeFailure) in try affix(text(v), a, suffix: false) },
         "endswith": { v, a throws(RuntimeFailure) in try affix(text(v), a, suffix: true) },
-        "strip": { v, a throws(RuntimeFailure) in try strip(text(v), a, leading: true, trailing: true) },
-        "lstrip": { v, a throws(RuntimeFailure) in try strip(text(v), a, leading: true, trailing: false) },
-        "rstrip": { v, a throws(RuntimeFailure) in try strip(text(v), a, leading: false, trailing: true) },
+        "strip": { v, a throws(RuntimeFailure) in try strip(text(v), a, leading: true, trailing: true, name: "strip") },
+        "lstrip": { v, a throws(RuntimeFailure) in try strip(text(v), a, leading: true, trailing: false, name: "lstrip") },
+        "rstrip": { v, a throws(RuntimeFailure) in try strip(text(v), a, leading: false, trailing: true, name: "rstrip") },
         "split": { v, a throws(RuntimeFailure) in
             let b = try a.bind(["sep", "maxsplit"], function: "split")
-            return try strings(PythonString.split(text(v), separator: optionalString(b[0], "sep"), maxSplit: integer(b[1], default: -1, "maxsplit") ?? -1))
+            return try strings(PythonString.split(text(v), separator: optionalString(b[0]), maxSplit: integer(b[1], default: -1, "maxsplit") ?? -1))
         },
         "rsplit": { v, a throws(RuntimeFailure) in
             let b = try a.bind(["sep", "maxsplit"], function: "rsplit")
-            return try strings(PythonString.rsplit(text(v), separator: optionalString(b[0], "sep"), maxSplit: integer(b[1], default: -1, "maxsplit") ?? -1))
+            return try strings(PythonString.rsplit(text(v), separator: optionalString(b[0]), maxSplit: integer(b[1], default: -1, "maxsplit") ?? -1))
         },
         "splitlines": { v, a throws(RuntimeFailure) in
             let b = try a.bind(["keepends"], function: "splitlines")
-            return try strings(PythonString.splitLines(text(v), keepEnds: b[0]?.isTruthy ?? false))
+            return try strings(PythonString.splitLines(text(v), keepEnds: (try integer(b[0], default: 0, "keepends") ?? 0) != 0))
         },
         "upper": { v, _ in .string(PythonString.upper(text(v))) },
         "lower": { v, _ in .string(PythonString.lower(text(v))) },
@@ -110,13 +124,19 @@ enum PythonMethods {
         "rindex": { v, a throws(RuntimeFailure) in try find(text(v), a, reverse: true, raising: true) },
         "count": { v, a throws(RuntimeFailure) in
             let b = try a.bind(["sub", "start", "end"], function: "count")
-            return .int(PythonString.count(text(v), try string(b[0], "count() argument"), start: try integer(b[1], "start"), end: try integer(b[2], "end")))
+            return .int(PythonString.count(text(v), try string(b[0]), start: try sliceIndex(b[1]), end: try sliceIndex(b[2])))
         },
         "join": { v, a throws(RuntimeFailure) in
             let b = try a.bind(["iterable"], function: "join")
             guard let iterable = b[0] else { throw RuntimeFailure("TypeError: join() takes exactly one argument (0 given)") }
+            let items: [JinjaValue]
+            do {
+                items = try iterable.pythonIterate()
+            } catch {
+                throw RuntimeFailure("TypeError: can only join an iterable")
+            }
             var parts: [String] = []
-            for (i, item) in try iterable.pythonIterate().enumerated() {
+            for (i, item) in items.enumerated() {
                 guard case .string(let s) = item else {
                     throw RuntimeFailure("TypeError: sequence item \(i): expected str instance, \(item.pythonTypeName) found")
                 }
@@ -169,8 +189,8 @@ enum PythonMethods {
     private static func affix(_ s: String, _ a: JinjaArguments, suffix: Bool) throws(RuntimeFailure) -> JinjaValue {
         let name = suffix ? "endswith" : "startswith"
         let b = try a.bind(["prefix", "start", "end"], function: name)
-        let start = try integer(b[1], "start")
-        let end = try integer(b[2], "end")
+        let start = try sliceIndex(b[1])
+        let end = try sliceIndex(b[2])
         var candidates: [String] = []
         switch b[0] {
         case .string(let p)?: candidates = [p]
@@ -187,14 +207,20 @@ enum PythonMethods {
         return .bool(candidates.contains { PythonString.matchesAffix(s, $0, start: start, end: end, suffix: suffix) })
     }
 
-    private static func strip(_ s: String, _ a: JinjaArguments, leading: Bool, trailing: Bool) throws(RuntimeFailure) -> JinjaValue {
-        let b = try a.bind(["chars"], function: "strip")
-        return .string(PythonString.strip(s, characters: try optionalString(b[0], "strip arg"), leading: leading, trailing: trailing))
+    private static func strip(_ s: String, _ a: JinjaArguments, leading: Bool, trailing: Bool, name: String) throws(RuntimeFailure) -> JinjaValue {
+        let b = try a.bind(["chars"], function: name)
+        var characters: String? = nil
+        switch b[0] {
+        case nil, .none?: break
+        case .string(let c)?: characters = c
+        default: throw RuntimeFailure("TypeError: \(name) arg must be None or str")
+        }
+        return .string(PythonString.strip(s, characters: characters, leading: leading, trailing: trailing))
     }
 
     private static func find(_ s: String, _ a: JinjaArguments, reverse: Bool, raising: Bool) throws(RuntimeFailure) -> JinjaValue {
         let b = try a.bind(["sub", "start", "end"], function: reverse ? "rfind" : "find")
-        let index = PythonString.find(s, try string(b[0], "must be str"), start: try integer(b[1], "start"), end: try integer(b[2], "end"), reverse: reverse)
+        let index = PythonString.find(s, try string(b[0]), start: try sliceIndex(b[1]), end: try sliceIndex(b[2]), reverse: reverse)
         if raising && index < 0 { throw RuntimeFailure("ValueError: substring not found") }
         return .int(index)
     }
@@ -203,7 +229,13 @@ enum PythonMethods {
         let b = try a.bind(["width", "fillchar"], function: function)
         let width = try integer(b[0], "width") ?? 0
         try checkedSize(width)
-        let fill = try optionalString(b[1], "fillchar") ?? " "
+        var fill = " "
+        if let given = b[1] {
+            guard case .string(let f) = given else {
+                throw RuntimeFailure("TypeError: The fill character must be a unicode character, not \(given.pythonTypeName)")
+            }
+            fill = f
+        }
         guard fill.unicodeScalars.count == 1, let scalar = fill.unicodeScalars.first else {
             throw RuntimeFailure("TypeError: The fill character must be exactly one character long")
         }
@@ -211,7 +243,7 @@ enum PythonMethods {
     }
 
     private static func partition(_ s: String, _ a: JinjaArguments, reverse: Bool) throws(RuntimeFailure) -> JinjaValue {
-        let separator = try string(try a.bind(["sep"], function: "partition")[0], "partition() argument")
+        let separator = try string(try a.bind(["sep"], function: "partition")[0])
         guard !separator.isEmpty else { throw RuntimeFailure("ValueError: empty separator") }
         let index = PythonString.find(s, separator, start: nil, end: nil, reverse: reverse)
         let scalars = Array(s.unicodeScalars)

@@ -31,6 +31,8 @@ func checkedCount(_ items: Int) throws(RuntimeFailure) {
 extension JinjaValue {
     static func binary(_ op: BinaryOperator, _ a: JinjaValue, _ b: JinjaValue) throws(RuntimeFailure) -> JinjaValue {
         if case .undefined(let u) = a { throw u.failure }
+        // `'%s' % undefined` formats the undefined value (as ''); every other use of one fails.
+        if op == .modulo, case .string(let format) = a { return .string(try pythonPercentFormat(format, b)) }
         if case .undefined(let u) = b { throw u.failure }
         if let x = a.numeric, let y = b.numeric { return try arithmetic(op, x, y) }
         switch (op, a, b) {
@@ -52,7 +54,8 @@ extension JinjaValue {
         case (.modulo, .string(let format), _):
             return .string(try pythonPercentFormat(format, b))
         default:
-            throw RuntimeFailure("TypeError: unsupported operand type(s) for \(op.rawValue): '\(a.pythonTypeName)' and '\(b.pythonTypeName)'")
+            let name = op == .power ? "** or pow()" : op.rawValue
+            throw RuntimeFailure("TypeError: unsupported operand type(s) for \(name): '\(a.pythonTypeName)' and '\(b.pythonTypeName)'")
         }
     }
 
@@ -158,7 +161,11 @@ extension JinjaValue {
         case .power:
             if x == 0 && y < 0 { throw RuntimeFailure("ZeroDivisionError: 0.0 cannot be raised to a negative power") }
             if x < 0 && y.rounded() != y { throw RuntimeFailure("ValueError: complex results are not supported") }
-            return .float(pow(x, y))
+            let result = pow(x, y)
+            if result.isInfinite && x.isFinite && y.isFinite {
+                throw RuntimeFailure("OverflowError: (34, 'Numerical result out of range')")
+            }
+            return .float(result)
         }
     }
 
@@ -197,17 +204,26 @@ func pythonFloatFloorDivide(_ x: Double, _ y: Double) -> Double {
     return floorDiv
 }
 
+private func unsupportedConversion(_ conversion: Unicode.Scalar, at index: Int) -> RuntimeFailure {
+    let hex = String(conversion.value, radix: 16)
+    // CPython shows the character only when it is printable ASCII.
+    let shown = conversion.value >= 32 && conversion.value < 127 ? String(conversion) : "?"
+    return RuntimeFailure("ValueError: unsupported format character '\(shown)' (0x\(hex)) at index \(index)")
+}
+
 /// Python's printf-style `format % values` for the conversions templates use: `%s %r %a %d %i %u %x %X
 /// %o %c %%` with flags, width and precision, and `%(name)s` with a dict. Float conversions are refused
 /// rather than rounded differently from Python.
 func pythonPercentFormat(_ format: String, _ values: JinjaValue) throws(RuntimeFailure) -> String {
     var positional: [JinjaValue]
-    var mapping: JinjaDict? = nil
+    // Python treats any argument with __getitem__ (other than a tuple or str) as a mapping: it then
+    // never complains about unused arguments.
+    var mapping: JinjaValue? = nil
     switch values {
     case .tuple(let t): positional = t.items
-    case .dict(let d):
+    case .dict, .list, .undefined, .range:
         positional = [values]
-        mapping = d
+        mapping = values
     default: positional = [values]
     }
     var next = 0
@@ -228,15 +244,32 @@ func pythonPercentFormat(_ format: String, _ values: JinjaValue) throws(RuntimeF
         }
         i += 1
         guard i < scalars.count else { throw RuntimeFailure("ValueError: incomplete format") }
+        let specifierStart = i
         var argument: JinjaValue? = nil
         if scalars[i] == "(" {
             guard let mapping else { throw RuntimeFailure("TypeError: format requires a mapping") }
+            // The key ends at the matching parenthesis: `%(a(b))s` has the key `a(b)`.
             var j = i + 1
-            while j < scalars.count && scalars[j] != ")" { j += 1 }
+            var depth = 1
+            while j < scalars.count {
+                if scalars[j] == "(" { depth += 1 }
+                if scalars[j] == ")" {
+                    depth -= 1
+                    if depth == 0 { break }
+                }
+                j += 1
+            }
             guard j < scalars.count else { throw RuntimeFailure("ValueError: incomplete format key") }
             let key = PythonString.string(scalars[(i + 1)..<j])
-            guard let value = mapping.get(key) else { throw RuntimeFailure("KeyError: \(pythonRepr(key))") }
-            argument = value
+            switch mapping {
+            case .dict(let dict):
+                guard let value = dict.get(key) else { throw RuntimeFailure("KeyError: \(pythonRepr(key))") }
+                argument = value
+            case .undefined(let u):
+                throw u.failure
+            default:
+                throw RuntimeFailure("TypeError: \(mapping.pythonTypeName) indices must be integers or slices, not str")
+            }
             usedMapping = true
             i = j + 1
         }
@@ -251,32 +284,75 @@ func pythonPercentFormat(_ format: String, _ values: JinjaValue) throws(RuntimeF
             }
             i += 1
         }
+        // `*` takes the width or precision from the arguments.
+        func starArgument() throws(RuntimeFailure) -> Int {
+            guard case .int(let n)? = try takeArgument().numeric else { throw RuntimeFailure("TypeError: * wants int") }
+            return n
+        }
         var width = 0
-        while i < scalars.count, let digit = Int(String(scalars[i])) {
-            width = min(width * 10 + digit, 1 << 20)
+        if i < scalars.count && scalars[i] == "*" {
+            width = try starArgument()
+            if width < 0 {
+                leftAlign = true
+                width = -width
+            }
+            width = min(width, 1 << 20)
             i += 1
+        } else {
+            while i < scalars.count, let digit = Int(String(scalars[i])) {
+                width = min(width * 10 + digit, 1 << 20)
+                i += 1
+            }
         }
         var precision: Int? = nil
         if i < scalars.count && scalars[i] == "." {
             i += 1
             var p = 0
-            while i < scalars.count, let digit = Int(String(scalars[i])) {
-                p = min(p * 10 + digit, 1 << 20)
+            if i < scalars.count && scalars[i] == "*" {
+                p = max(0, min(try starArgument(), 1 << 20))
                 i += 1
+            } else {
+                while i < scalars.count, let digit = Int(String(scalars[i])) {
+                    p = min(p * 10 + digit, 1 << 20)
+                    i += 1
+                }
             }
             precision = p
         }
+        // Length modifiers are accepted and ignored, as in Python.
+        while i < scalars.count, "hlL".unicodeScalars.contains(scalars[i]) { i += 1 }
         guard i < scalars.count else { throw RuntimeFailure("ValueError: incomplete format") }
         let conversion = scalars[i]
+        let conversionIndex = i
         i += 1
-        if conversion == "%" {
+        if conversion == "%" && conversionIndex == specifierStart {
             out += "%"
             continue
+        }
+        if conversion == "%" {
+            // `%` after flags or a width is a conversion like any other: it takes an argument, then fails.
+            if argument == nil { _ = try takeArgument() }
+            throw unsupportedConversion(conversion, at: conversionIndex)
         }
         let value: JinjaValue
         if let argument { value = argument } else { value = try takeArgument() }
         var body: String
         var numeric = false
+        let floatConversions = "eEfFgG".unicodeScalars
+        if case .undefined(let u) = value, !"sra".unicodeScalars.contains(conversion) {
+            guard "diuxXoc".unicodeScalars.contains(conversion) || floatConversions.contains(conversion) else {
+                throw unsupportedConversion(conversion, at: conversionIndex)
+            }
+            throw u.failure
+        }
+        if floatConversions.contains(conversion) {
+            guard value.numeric != nil else {
+                throw RuntimeFailure("TypeError: must be real number, not \(value.pythonTypeName)")
+            }
+            // Python rounds the exact binary value to the requested digits; Kite does not reimplement
+            // that, so it refuses rather than print a different number.
+            throw RuntimeFailure("ValueError: %\(conversion) float formatting is not supported by Kite's template engine")
+        }
         switch conversion {
         case "s": body = try value.pythonStr()
         case "r", "a": body = try value.pythonRepr()
@@ -290,7 +366,8 @@ func pythonPercentFormat(_ format: String, _ values: JinjaValue) throws(RuntimeF
                 }
                 number = Int(d)
             case nil:
-                throw RuntimeFailure("TypeError: %\(conversion) format: a real number is required, not \(value.pythonTypeName)")
+                let needs = "diu".unicodeScalars.contains(conversion) ? "a real number" : "an integer"
+                throw RuntimeFailure("TypeError: %\(conversion) format: \(needs) is required, not \(value.pythonTypeName)")
             }
             let radix = conversion == "x" || conversion == "X" ? 16 : (conversion == "o" ? 8 : 10)
             body = String(number.magnitude, radix: radix, uppercase: conversion == "X")
@@ -308,7 +385,7 @@ func pythonPercentFormat(_ format: String, _ values: JinjaValue) throws(RuntimeF
             default: throw RuntimeFailure("TypeError: %c requires int or char")
             }
         default:
-            throw RuntimeFailure("ValueError: unsupported format character \(pythonRepr(String(conversion))) in string formatting")
+            throw unsupportedConversion(conversion, at: conversionIndex)
         }
         if let precision, !numeric, conversion != "c" {
             body = PythonString.string(body.unicodeScalars.prefix(precision))

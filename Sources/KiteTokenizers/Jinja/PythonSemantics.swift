@@ -24,6 +24,7 @@ extension JinjaValue {
         case .dict: "dict"
         case .namespace: "TemplateNamespace"
         case .iterator(let iterator): iterator.typeName
+        case .range: "range"
         case .function(let function): function.typeName
         case .loop: "LoopContext"
         }
@@ -36,6 +37,8 @@ extension JinjaValue {
         case .namespace: "transformers.utils.chat_template_utils.TemplateNamespace object"
         case .loop: "jinja2.runtime.LoopContext object"
         case .undefined: "jinja2.runtime.Undefined object"
+        case .function(let f) where f.typeName == "TemplateDict": "transformers.utils.chat_template_utils.TemplateDict object"
+        case .function(let f) where f.typeName == "Macro": "jinja2.runtime.Macro object"
         default: "\(pythonTypeName) object"
         }
     }
@@ -49,6 +52,7 @@ extension JinjaValue {
         case .string(let s): !s.isEmpty
         case .list(let l), .tuple(let l): !l.items.isEmpty
         case .dict(let d): d.count > 0
+        case .range(let r): r.count > 0
         case .namespace, .iterator, .function, .loop: true
         }
     }
@@ -93,7 +97,11 @@ extension JinjaValue {
         case .namespace(let namespace):
             return "<Namespace \(try Self.dictRepr(namespace.attributes, depth: depth))>"
         case .iterator(let iterator):
-            return iterator.typeName == "generator" ? "<generator object \(iterator.origin)>" : "<\(iterator.typeName) object>"
+            return iterator.typeName == "generator"
+                ? "<generator object \(iterator.origin) at \(placeholderAddress)>"
+                : "<\(iterator.typeName) object at \(placeholderAddress)>"
+        case .range(let r):
+            return r.repr
         case .function(let function):
             return function.reprText
         case .loop(let loop):
@@ -131,6 +139,9 @@ extension JinjaValue {
             return true
         case (.namespace(let a), .namespace(let b)): return a === b
         case (.iterator(let a), .iterator(let b)): return a === b
+        case (.range(let a), .range(let b)):
+            let (n, m) = (a.count, b.count)
+            return n == m && (n == 0 || (a.start == b.start && (n == 1 || a.step == b.step)))
         case (.function(let a), .function(let b)): return a === b
         case (.loop(let a), .loop(let b)): return a === b
         default:
@@ -147,6 +158,15 @@ extension JinjaValue {
             case .int(let i): Double(i)
             case .float(let d): d
             }
+        }
+    }
+
+    /// Whether the value is a bool or int, or a float with an integral value.
+    var isIntegral: Bool {
+        switch self {
+        case .bool, .int: true
+        case .float(let d): d.rounded() == d
+        default: false
         }
     }
 
@@ -215,6 +235,7 @@ extension JinjaValue {
         case .list(let l), .tuple(let l): return l.items.count
         case .dict(let d): return d.count
         case .loop(let loop): return loop.length
+        case .range(let r): return r.count
         default: throw RuntimeFailure("TypeError: object of type '\(pythonTypeName)' has no len()")
         }
     }
@@ -228,7 +249,10 @@ extension JinjaValue {
         case .string(let s):
             try checkedCount(s.utf8.count > maximumListItems ? s.unicodeScalars.count : 0)
             return s.unicodeScalars.map { .string(String($0)) }
-        case .iterator(let iterator): return iterator.drain()
+        case .iterator(let iterator): return try iterator.drain()
+        case .range(let r):
+            try checkedCount(r.count)
+            return (0..<r.count).map { .int(r.element($0)) }
         default: throw RuntimeFailure("TypeError: '\(pythonTypeName)' object is not iterable")
         }
     }
@@ -238,14 +262,24 @@ extension JinjaValue {
         switch self {
         case .string(let s):
             guard case .string(let part) = needle else {
-                if case .undefined(let u) = needle { throw u.failure }
                 throw RuntimeFailure("TypeError: 'in <string>' requires string as left operand, not \(needle.pythonTypeName)")
             }
             return PythonString.contains(s, part)
         case .list(let l), .tuple(let l): return l.items.contains { $0.pythonEquals(needle) }
         case .dict(let d): return try d.contains(needle)
         case .undefined: return false
-        case .iterator(let iterator): return iterator.drain().contains { $0.pythonEquals(needle) }
+        case .iterator(let iterator):
+            while let item = try iterator.next() {
+                if item.pythonEquals(needle) { return true }
+            }
+            return false
+        case .range(let r):
+            guard case .int(let n)? = needle.numeric, needle.isIntegral else {
+                return try pythonIterate().contains { $0.pythonEquals(needle) }
+            }
+            let offset = n - r.start
+            let index = offset / r.step
+            return offset % r.step == 0 && index >= 0 && index < r.count
         default: throw RuntimeFailure("TypeError: argument of type '\(pythonTypeName)' is not iterable")
         }
     }
