@@ -8,8 +8,21 @@ import KiteJSON
 /// ```swift
 /// let template = try ChatTemplate(source: text, name: "qwen3")
 /// let prompt = try template.render(messages: messages, addGenerationPrompt: true,
-///                                  extraContext: ["enable_thinking": false])
+///                                  extraContext: JSONObject([("enable_thinking", false)]))
 /// ```
+///
+/// Values behave as the Python objects jinja2 sees: `{{ none }}` prints `None`, lists and dicts print
+/// as Python `repr`, `int` and `float` stay apart, undefined values print as nothing but fail when
+/// used, and errors carry Python's messages (`TypeError: can only concatenate str (not "int") to str`).
+///
+/// Not supported, each failing with an explicit error rather than rendering something different:
+/// the `include`/`import`/`extends`/`block` tags (chat templates are self-contained), integers beyond
+/// 64 bits, `%f`/`%e`/`%g` string formatting, and the filters `groupby`, `random`, `pprint`, `urlize`,
+/// `urlencode`, `wordwrap`, `striptags`, `filesizeformat`, `xmlattr`. Markup is not modelled (no
+/// autoescape in transformers): `|safe` and `|escape` return plain strings, so escaping twice escapes
+/// twice. jinja2 folds constant `{{ }}` expressions at compile time; Kite evaluates them when rendering,
+/// which differs only for odd templates (slicing a literal number yields undefined in jinja2, an error
+/// here).
 public struct ChatTemplate: Sendable {
     /// Names the template in error messages (`qwen3:12:7: syntax error: ...`).
     public let name: String
