@@ -48,6 +48,6 @@ let package = Package(
         .testTarget(name: "KiteTrainTests", dependencies: ["KiteTrain", "KiteModels", "KiteTensor", "KiteJSON"]),
         .testTarget(name: "KiteEngineTests", dependencies: ["KiteEngine", "KiteModels", "KiteTensor", "KiteJSON", "KiteTokenizers"]),
         .testTarget(name: "KiteRLTests", dependencies: ["KiteRL", "KiteJSON", "KiteEngine", "KiteModels", "KiteTensor", "KiteTrain"]),
-        .testTarget(name: "KiteCLITests", dependencies: ["kite", "KiteJSON"]),
+        .testTarget(name: "KiteCLITests", dependencies: ["kite", "KiteJSON", "KiteModels", "KiteTensor"]),
     ]
 )

@@ -17,7 +17,7 @@ struct DemoCommand: AsyncParsableCommand {
     )
 
     @Option(help: "Seconds of GRPO after the warm-up.")
-    var seconds: Double = 240
+    var seconds: Double = 420
 
     @Option(help: "Supervised warm-up steps before GRPO.")
     var warmupSteps: Int = 180

@@ -12,7 +12,7 @@ public struct DemoOptions: Sendable {
     public var warmupBatchSize = 64
     public var warmupLearningRate = 1e-3
     /// GRPO stops after this many seconds (or `maxIterations`).
-    public var grpoSeconds: Double = 240
+    public var grpoSeconds: Double = 420
     public var maxIterations: Int?
     public var promptsPerIteration = 32
     public var samplesPerPrompt = 8

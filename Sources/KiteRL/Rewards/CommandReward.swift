@@ -167,21 +167,31 @@ final class WorkerProcess: @unchecked Sendable {
         }
         self.owner = owner
         var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
+        // Close-on-exec, so that other programs Kite starts never hold these pipes open.
         guard pipe(&toChild) == 0 else { return nil }
         guard pipe(&fromChild) == 0 else {
             close(toChild[0]); close(toChild[1])
             return nil
         }
+        // dup2 onto the child's 0 and 1 clears the flag there, so the child still gets its ends.
+        for fd in toChild + fromChild { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
         posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
         for fd in [toChild[0], toChild[1], fromChild[0], fromChild[1]] { posix_spawn_file_actions_addclose(&actions, fd) }
+        // Its own process group: the shell may start the program as a child (version-manager shims do), and
+        // killing the group kills whatever it started, leaving no orphan behind.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
         let arguments: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup(command), nil]
         defer { arguments.forEach { free($0) } }
         var child = pid_t()
-        let spawned = posix_spawn(&child, "/bin/sh", &actions, nil, arguments, environ)
+        let spawned = posix_spawn(&child, "/bin/sh", &actions, &attributes, arguments, environ)
         close(toChild[0])
         close(fromChild[1])
         guard spawned == 0 else {
@@ -202,13 +212,13 @@ final class WorkerProcess: @unchecked Sendable {
         wake.signal()
     }
 
-    /// Kills the program (it is reaped by the reader when its output closes).
+    /// Kills the program and everything it started (reaped by the reader when its output closes).
     func terminate() {
         guard alive.withLock({ value -> Bool in
             defer { value = false }
             return value
         }) else { return }
-        kill(pid, SIGKILL)
+        kill(-pid, SIGKILL)
         outbox.withLock { $0.closed = true }
         wake.signal()
     }

@@ -5,9 +5,10 @@ import Glibc
 /// The output head fused with the log-softmax: logits exist only for a chunk of rows at a time, so a
 /// 150k-token vocabulary never costs `[T, V]` floats.
 extension CPUBackend {
-    /// Rows per chunk: about 8M logits, at least 16 rows so each GEMM stays efficient.
+    /// Rows per chunk: about 4M logits (16 MB, small enough for malloc to recycle rather than map afresh),
+    /// at least 16 rows so each GEMM stays efficient.
     func logitRowsPerChunk(vocabulary: Int, rows: Int) -> Int {
-        max(1, min(rows, max(16, min(256, (8 << 20) / max(vocabulary, 1)))))
+        max(1, min(rows, max(16, min(256, (4 << 20) / max(vocabulary, 1)))))
     }
 
     func validateHead(hidden: Tensor, weight: Tensor, targets: Tensor, temperature: Float, operation: String) throws {
