@@ -51,6 +51,7 @@ public final class InferenceEngine: @unchecked Sendable {
     /// Queues a request; its events arrive on the returned stream. Invalid requests throw at once; a full
     /// queue throws `.overloaded`. Cancelling the consuming task does not abort: call `abort(requestID:)`.
     public func submit(_ request: GenerationRequest) throws(EngineError) -> AsyncThrowingStream<GenerationEvent, any Error> {
+        try core.validateStatically(request)
         let (stream, continuation) = AsyncThrowingStream<GenerationEvent, any Error>.makeStream()
         let accepted: Result<Void, EngineError> = inbox.withLock { inbox in
             if inbox.shutDown { return .failure(.shutDown) }

@@ -1,0 +1,176 @@
+import KiteEngine
+import NIOCore
+import Synchronization
+
+/// What a client asked of one prompt beyond the engine's request: how to report it.
+struct PromptOptions: Sendable {
+    var returnLogprob = false
+    var topLogprobs = 0
+    var noStopTrim = false
+    var returnTextInLogprobs = false
+}
+
+struct PreparedPrompt: Sendable {
+    var request: GenerationRequest
+    var options = PromptOptions()
+}
+
+/// One sample's output so far, built from its stream events.
+struct SampleProgress: Sendable {
+    var tokens: [Int32] = []
+    var logprobs: [Float] = []
+    var text = ""
+    var result: GenerationResult?
+    /// How much of the output earlier chunks carried (incremental streaming).
+    var sentTokens = 0
+    var sentText = 0
+
+    mutating func absorb(_ event: GenerationEvent) {
+        switch event {
+        case .tokens(_, let tokens, let logprobs, let delta):
+            self.tokens += tokens
+            self.logprobs += logprobs
+            text += delta
+        case .finished(let result):
+            self.result = result
+            tokens = result.outputTokens
+            logprobs = result.outputLogprobs
+            text = result.text
+        }
+    }
+}
+
+/// A batch event: which prompt it belongs to.
+enum BatchEvent: Sendable {
+    case event(prompt: Int, GenerationEvent)
+    case failed(prompt: Int, any Error)
+}
+
+/// The prompts of one HTTP request while they run in the engine: submitted together, aborted together
+/// when the client goes away, released once.
+final class GenerationRun: Sendable {
+    let frontend: EngineFrontend
+    let prompts: [PreparedPrompt]
+    let admission: Admission
+    let started = ContinuousClock.now
+    private let streams: [AsyncThrowingStream<GenerationEvent, any Error>]
+
+    /// Admits and submits every prompt, or throws (400 for an invalid one, 503 when the queue is full).
+    init(frontend: EngineFrontend, prompts: [PreparedPrompt]) throws(APIError) {
+        self.frontend = frontend
+        self.prompts = prompts
+        admission = try frontend.admit(ids: prompts.map(\.request.id))
+        do {
+            streams = try frontend.submit(prompts.map(\.request))
+        } catch {
+            frontend.release(admission)
+            throw error
+        }
+    }
+
+    var secondsSinceStart: Double {
+        let elapsed = ContinuousClock.now - started
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    }
+
+    /// Ends every prompt still running with finish reason abort.
+    func abort() {
+        for prompt in prompts { frontend.engine.abort(requestID: prompt.request.id) }
+    }
+
+    /// Aborts the run when the client's connection closes before the answer is complete.
+    func abortWhenClosed(_ channel: any Channel) {
+        channel.closeFuture.whenComplete { [self] _ in
+            // The answer can no longer be delivered: stop computing it and free its ids (release is idempotent).
+            if !admission.isFinished {
+                abort()
+                frontend.release(admission)
+            }
+        }
+    }
+
+    func finish() {
+        frontend.release(admission)
+    }
+
+    /// Every prompt's events, interleaved as they happen; ends when every prompt's stream has ended.
+    func events() -> AsyncStream<BatchEvent> {
+        let (merged, continuation) = AsyncStream<BatchEvent>.makeStream()
+        let counter = Counter(remaining: streams.count)
+        for (index, stream) in streams.enumerated() {
+            Task {
+                do {
+                    for try await event in stream { continuation.yield(.event(prompt: index, event)) }
+                } catch {
+                    continuation.yield(.failed(prompt: index, error))
+                }
+                if counter.decrement() { continuation.finish() }
+            }
+        }
+        return merged
+    }
+
+    /// Waits for every sample; results per prompt in sample order.
+    func collect() async throws(APIError) -> [[GenerationResult]] {
+        var results = [[GenerationResult]](repeating: [], count: prompts.count)
+        var failure: APIError?
+        for await event in events() {
+            switch event {
+            case .event(let prompt, .finished(let result)):
+                results[prompt].append(result)
+            case .event:
+                break
+            case .failed(_, let error):
+                if failure == nil {
+                    failure = (error as? EngineError).map(APIError.init) ?? APIError(status: .internalServerError, message: "\(error)")
+                    abort()
+                }
+            }
+        }
+        if let failure { throw failure }
+        return results.map { $0.sorted { $0.sampleIndex < $1.sampleIndex } }
+    }
+}
+
+/// Counts finished streams down to zero.
+private final class Counter: Sendable {
+    private let remaining: Atomic<Int>
+    init(remaining: Int) { self.remaining = Atomic(remaining) }
+    /// True for the call that reaches zero.
+    func decrement() -> Bool { remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 }
+}
+
+extension EngineFrontend {
+    /// The text a sample reports: with `no_stop_trim`, the decoded output including the stop string.
+    func reportedText(_ result: GenerationResult, options: PromptOptions, skipSpecialTokens: Bool) -> String {
+        if options.noStopTrim, case .stopString = result.finishReason, let tokenizer {
+            return (try? tokenizer.decode(result.outputTokens, skipSpecialTokens: skipSpecialTokens)) ?? result.text
+        }
+        return result.text
+    }
+
+    /// `[logprob, id, text or null]` for each token.
+    func logprobEntries(tokens: ArraySlice<Int32>, logprobs: ArraySlice<Float>, withText: Bool) -> [TokenLogprobEntry] {
+        zip(tokens, logprobs).map { token, logprob in
+            TokenLogprobEntry(logprob: logprob, tokenID: Int(token), text: withText ? tokenText(token) : nil)
+        }
+    }
+
+    func tokenText(_ token: Int32) -> String? {
+        guard let tokenizer else { return nil }
+        return try? tokenizer.decode([token], skipSpecialTokens: false)
+    }
+}
+
+/// Server-sent events: `data: <json>\n\n`, closed by `data: [DONE]\n\n`.
+enum ServerSentEvents {
+    static func event<T: Encodable>(_ value: T) -> ByteBuffer {
+        var buffer = ByteBuffer(string: "data: ")
+        var body = JSONBody.encode(value)
+        buffer.writeBuffer(&body)
+        buffer.writeString("\n\n")
+        return buffer
+    }
+
+    static let done = ByteBuffer(string: "data: [DONE]\n\n")
+}
