@@ -191,7 +191,7 @@ enum JSONBody {
 
     static func encode<T: Encodable>(_ value: T) -> ByteBuffer {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         do {
             return ByteBuffer(bytes: try encoder.encode(value))
         } catch {

@@ -3,6 +3,7 @@ import KiteEngine
 import Logging
 import NIOCore
 import ServiceLifecycle
+import UnixSignals
 
 /// Each request's context: Hummingbird's, plus the connection, so that a request whose client has gone
 /// is aborted in the engine rather than computed for nobody.
@@ -63,13 +64,21 @@ public enum KiteServer {
             logger: logger)
     }
 
+    /// The server and the engine's lifetime as one service group; `triggerGracefulShutdown()` (or one of
+    /// `signals`) shuts down as described above.
+    public static func makeServiceGroup(
+        frontend: EngineFrontend, logger: Logger = Logger(label: "kite.serve"), signals: [UnixSignal] = [],
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> ServiceGroup {
+        let application = makeApplication(frontend: frontend, logger: logger, onServerRunning: onServerRunning)
+        return ServiceGroup(configuration: .init(
+            services: [.init(service: application), .init(service: EngineService(frontend: frontend, logger: logger))],
+            gracefulShutdownSignals: signals, logger: logger))
+    }
+
     /// Serves until SIGTERM or SIGINT, then shuts down as described above.
     public static func run(frontend: EngineFrontend, logger: Logger = Logger(label: "kite.serve"), onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        let application = makeApplication(frontend: frontend, logger: logger, onServerRunning: onServerRunning)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: application), .init(service: EngineService(frontend: frontend, logger: logger))],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await makeServiceGroup(frontend: frontend, logger: logger, signals: [.sigterm, .sigint], onServerRunning: onServerRunning).run()
     }
 }
 

@@ -6,8 +6,8 @@ import Glibc
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure Kite's kernels against a baseline measured in the same run.",
-        subcommands: [BenchGEMM.self]
+        abstract: "Measure Kite's kernels against a baseline measured in the same run, or a running server.",
+        subcommands: [BenchGEMM.self, BenchServe.self]
     )
 }
 
