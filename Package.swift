@@ -75,6 +75,9 @@ let package = Package(
                 "KiteServer", "KiteEngine", "KiteModels", "KiteTensor", "KiteJSON", "kite",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ]

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import KiteJSON
 import NIOCore
 
 /// A field that SGLang accepts either as one value or as a list with one value per prompt of a batch
@@ -181,6 +182,15 @@ enum JSONBody {
         do {
             return try JSONDecoder().decode(T.self, from: data)
         } catch let error as DecodingError {
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty {
+                // JSONDecoder says no more than "not valid JSON"; KiteJSON's parser says where and why.
+                do {
+                    _ = try JSONValue(parsing: Array(buffer.readableBytesView), source: "request body")
+                } catch {
+                    throw APIError.badRequest("the request body is not valid JSON: \(error)")
+                }
+                throw APIError.badRequest("a number in the request does not fit the field it is in (a fraction where an integer is expected, or out of range)")
+            }
             throw APIError.decoding(error)
         } catch let error as APIError {
             throw error
