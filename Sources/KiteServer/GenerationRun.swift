@@ -54,6 +54,7 @@ final class GenerationRun: Sendable {
     let admission: Admission
     let started = ContinuousClock.now
     private let streams: [AsyncThrowingStream<GenerationEvent, any Error>]
+    private let watcherToken = Mutex<(ConnectionWatcher, Int)?>(nil)
 
     /// Admits and submits every prompt, or throws (400 for an invalid one, 503 when the queue is full).
     init(frontend: EngineFrontend, prompts: [PreparedPrompt]) throws(APIError) {
@@ -78,19 +79,22 @@ final class GenerationRun: Sendable {
         for prompt in prompts { frontend.engine.abort(requestID: prompt.request.id) }
     }
 
-    /// Aborts the run when the client's connection closes before the answer is complete.
-    func abortWhenClosed(_ channel: any Channel) {
-        channel.closeFuture.whenComplete { [self] _ in
-            // The answer can no longer be delivered: stop computing it and free its ids (release is idempotent).
+    /// Aborts the run when the client goes away before the answer is complete: the answer can no longer be
+    /// delivered, so the engine stops computing it and its ids are free again (release is idempotent).
+    func abortWhenClientLeaves(_ channel: any Channel) async {
+        guard let watcher = await ConnectionWatcher.watching(channel) else { return }
+        let token = watcher.onEnd { [self] in
             if !admission.isFinished {
                 abort()
                 frontend.release(admission)
             }
         }
+        if let token { watcherToken.withLock { $0 = (watcher, token) } }
     }
 
     func finish() {
         frontend.release(admission)
+        if let (watcher, token) = watcherToken.withLock({ $0 }) { watcher.cancel(token) }
     }
 
     /// Every prompt's events, interleaved as they happen; ends when every prompt's stream has ended.

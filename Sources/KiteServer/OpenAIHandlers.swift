@@ -64,7 +64,7 @@ struct OpenAIHandlers: Sendable {
                 options: options))
         }
         let run = try GenerationRun(frontend: frontend, prompts: prompts)
-        run.abortWhenClosed(context.channel)
+        await run.abortWhenClientLeaves(context.channel)
         let id = "cmpl-" + EngineFrontend.newRequestID()
         let created = Self.now()
         let model = body.model ?? configuration.modelName
@@ -159,7 +159,7 @@ struct OpenAIHandlers: Sendable {
             request: GenerationRequest(id: EngineFrontend.newRequestID(), promptTokens: tokens, sampling: sampling, returnLogprob: wantsLogprobs, topLogprobs: topLogprobs),
             options: options)
         let run = try GenerationRun(frontend: frontend, prompts: [prompt])
-        run.abortWhenClosed(context.channel)
+        await run.abortWhenClientLeaves(context.channel)
         let id = "chatcmpl-" + EngineFrontend.newRequestID()
         let created = Self.now()
         let model = body.model ?? configuration.modelName

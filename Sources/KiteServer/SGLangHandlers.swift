@@ -18,7 +18,7 @@ struct SGLangHandlers: Sendable {
         let (prompts, isBatch) = try prepare(decoded)
         let run = try GenerationRun(frontend: frontend, prompts: prompts)
         let single = !isBatch && prompts.count == 1 && prompts[0].request.sampling.n == 1
-        run.abortWhenClosed(context.channel)
+        await run.abortWhenClientLeaves(context.channel)
         if decoded.stream == true {
             return streamingResponse(run, indexed: !single)
         }
