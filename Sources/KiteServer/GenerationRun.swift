@@ -97,28 +97,31 @@ final class GenerationRun: Sendable {
         if let (watcher, token) = watcherToken.withLock({ $0 }) { watcher.cancel(token) }
     }
 
-    /// Every prompt's events, interleaved as they happen; ends when every prompt's stream has ended.
-    func events() -> AsyncStream<BatchEvent> {
-        let (merged, continuation) = AsyncStream<BatchEvent>.makeStream()
-        let counter = Counter(remaining: streams.count)
+    /// Every prompt's events, interleaved as they happen, in batches: each call of `next()` returns all that
+    /// arrived since the last. A slow client thus gets one chunk with the latest state instead of a backlog
+    /// (as SGLang's tokenizer manager keeps only the last output), and an abort reaches it at once.
+    func eventBatches() -> EventQueue {
+        let queue = EventQueue(streams: streams.count)
         for (index, stream) in streams.enumerated() {
             Task {
                 do {
-                    for try await event in stream { continuation.yield(.event(prompt: index, event)) }
+                    for try await event in stream { queue.push(.event(prompt: index, event)) }
                 } catch {
-                    continuation.yield(.failed(prompt: index, error))
+                    queue.push(.failed(prompt: index, error))
                 }
-                if counter.decrement() { continuation.finish() }
+                queue.streamEnded()
             }
         }
-        return merged
+        return queue
     }
 
     /// Waits for every sample; results per prompt in sample order.
     func collect() async throws(APIError) -> [[GenerationResult]] {
         var results = [[GenerationResult]](repeating: [], count: prompts.count)
         var failure: APIError?
-        for await event in events() {
+        let queue = eventBatches()
+        while let batch = await queue.next() {
+            for event in batch {
             switch event {
             case .event(let prompt, .finished(let result)):
                 results[prompt].append(result)
@@ -130,18 +133,66 @@ final class GenerationRun: Sendable {
                     abort()
                 }
             }
+            }
         }
         if let failure { throw failure }
         return results.map { $0.sorted { $0.sampleIndex < $1.sampleIndex } }
     }
 }
 
-/// Counts finished streams down to zero.
-private final class Counter: Sendable {
-    private let remaining: Atomic<Int>
-    init(remaining: Int) { self.remaining = Atomic(remaining) }
-    /// True for the call that reaches zero.
-    func decrement() -> Bool { remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 }
+/// Events of several streams for one consumer, handed over in batches.
+final class EventQueue: Sendable {
+    private let state: Mutex<State>
+
+    private struct State {
+        var events: [BatchEvent] = []
+        var remaining: Int
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    init(streams: Int) {
+        state = Mutex(State(remaining: streams))
+    }
+
+    func push(_ event: BatchEvent) {
+        let waiter = state.withLock { state in
+            state.events.append(event)
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    func streamEnded() {
+        let waiter = state.withLock { state in
+            state.remaining -= 1
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Everything that arrived since the last call, waiting for at least one event; nil when every stream ended.
+    func next() async -> [BatchEvent]? {
+        while true {
+            let ready: [BatchEvent]?? = state.withLock { state in
+                if !state.events.isEmpty {
+                    defer { state.events = [] }
+                    return .some(state.events)
+                }
+                return state.remaining == 0 ? .some(nil) : nil
+            }
+            if let ready { return ready }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state in
+                    if !state.events.isEmpty || state.remaining == 0 { return true }
+                    state.waiter = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        }
+    }
 }
 
 extension EngineFrontend {

@@ -243,33 +243,47 @@ struct OpenAIHandlers: Sendable {
                 if let opening {
                     for sample in 0..<(run.prompts.first?.request.sampling.n ?? 1) { try await writer.write(opening(sample)) }
                 }
-                for await event in run.events() {
-                    switch event {
-                    case .event(let prompt, let event):
-                        let sample: Int
+                let queue = run.eventBatches()
+                while let batch = await queue.next() {
+                    // Absorb the whole batch, then one chunk per choice that changed, with all it added.
+                    var before: [[SampleProgress?]] = progress.map { $0.map { _ in nil } }
+                    var touched: [(Int, Int)] = []
+                    var failures: [APIError] = []
+                    for event in batch {
                         switch event {
-                        case .tokens(let index, _, _, _): sample = index
-                        case .finished(let result): sample = result.sampleIndex
+                        case .event(let prompt, let event):
+                            let sample: Int
+                            switch event {
+                            case .tokens(let index, _, _, _): sample = index
+                            case .finished(let result): sample = result.sampleIndex
+                            }
+                            guard sample < progress[prompt].count else { continue }
+                            if before[prompt][sample] == nil {
+                                before[prompt][sample] = progress[prompt][sample]
+                                touched.append((prompt, sample))
+                            }
+                            progress[prompt][sample].absorb(event)
+                        case .failed(_, let error):
+                            run.abort()
+                            failures.append((error as? EngineError).map(APIError.init) ?? APIError(status: .internalServerError, message: "\(error)"))
                         }
-                        guard sample < progress[prompt].count else { continue }
-                        let before = progress[prompt][sample]
-                        progress[prompt][sample].absorb(event)
+                    }
+                    var buffers: [ByteBuffer] = []
+                    for (prompt, sample) in touched {
+                        guard let previous = before[prompt][sample] else { continue }
                         var state = progress[prompt][sample]
-                        let options = run.prompts[prompt].options
                         if let result = state.result {
-                            state.text = frontend.reportedText(result, options: options, skipSpecialTokens: run.prompts[prompt].request.sampling.skipSpecialTokens)
+                            state.text = frontend.reportedText(result, options: run.prompts[prompt].options, skipSpecialTokens: run.prompts[prompt].request.sampling.skipSpecialTokens)
                         }
                         let delta = Delta(
-                            tokens: state.tokens.dropFirst(before.sentTokens), logprobs: state.logprobs.dropFirst(before.sentTokens),
-                            text: String(state.text.dropFirst(before.sentText)))
-                        try await writer.write(chunk(prompt, sample, before, delta, state.result))
+                            tokens: state.tokens.dropFirst(previous.sentTokens), logprobs: state.logprobs.dropFirst(previous.sentTokens),
+                            text: String(state.text.dropFirst(previous.sentText)))
+                        buffers.append(chunk(prompt, sample, previous, delta, state.result))
                         progress[prompt][sample].sentTokens = state.tokens.count
-                        progress[prompt][sample].sentText = max(before.sentText, state.text.count)
-                    case .failed(_, let error):
-                        run.abort()
-                        let failure = (error as? EngineError).map(APIError.init) ?? APIError(status: .internalServerError, message: "\(error)")
-                        try await writer.write(ServerSentEvents.event(failure.body))
+                        progress[prompt][sample].sentText = max(previous.sentText, state.text.count)
                     }
+                    buffers += failures.map { ServerSentEvents.event($0.body) }
+                    try await writer.write(contentsOf: buffers)
                 }
                 let prompt = run.prompts.reduce(0) { $0 + $1.request.promptTokens.count }
                 let completion = progress.joined().reduce(0) { $0 + $1.tokens.count }

@@ -48,10 +48,10 @@ public struct SGLangClient: Sendable {
 
     /// An HTTP client that keeps up to `maxConnections` connections per server (AsyncHTTPClient's default
     /// of 8 would serialise a concurrent load). Shut it down with `shutdown()` when done.
-    public static func makeHTTPClient(maxConnections: Int = 1024) -> HTTPClient {
+    public static func makeHTTPClient(maxConnections: Int = 1024, connectTimeout: TimeAmount = .seconds(10)) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnections)
-        configuration.timeout = .init(connect: .seconds(5))
+        configuration.timeout = .init(connect: connectTimeout)
         configuration.decompression = .disabled
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }

@@ -150,16 +150,29 @@ struct SGLangHandlers: Sendable {
             var progress = run.prompts.map { [SampleProgress](repeating: SampleProgress(), count: $0.request.sampling.n) }
             let weightVersion = await handlers.frontend.engine.statistics().weightVersion
             do {
-                for await event in run.events() {
-                    switch event {
-                    case .event(let prompt, let event):
-                        let sample: Int
+                let queue = run.eventBatches()
+                while let batch = await queue.next() {
+                    // Absorb the whole batch, then one chunk per sample that changed: its latest state.
+                    var touched: [(Int, Int)] = []
+                    var failures: [APIError] = []
+                    for event in batch {
                         switch event {
-                        case .tokens(let index, _, _, _): sample = index
-                        case .finished(let result): sample = result.sampleIndex
+                        case .event(let prompt, let event):
+                            let sample: Int
+                            switch event {
+                            case .tokens(let index, _, _, _): sample = index
+                            case .finished(let result): sample = result.sampleIndex
+                            }
+                            guard sample < progress[prompt].count else { continue }
+                            progress[prompt][sample].absorb(event)
+                            if !touched.contains(where: { $0 == (prompt, sample) }) { touched.append((prompt, sample)) }
+                        case .failed(_, let error):
+                            run.abort()
+                            failures.append((error as? EngineError).map(APIError.init) ?? APIError(status: .internalServerError, message: "\(error)"))
                         }
-                        guard sample < progress[prompt].count else { continue }
-                        progress[prompt][sample].absorb(event)
+                    }
+                    var buffers: [ByteBuffer] = []
+                    for (prompt, sample) in touched {
                         let state = progress[prompt][sample]
                         var chunk = handlers.answer(
                             run.prompts[prompt], progress: state, result: state.result, latency: run.secondsSinceStart,
@@ -167,12 +180,10 @@ struct SGLangHandlers: Sendable {
                         if state.result == nil { chunk.metaInfo.weightVersion = weightVersion }
                         progress[prompt][sample].sentTokens = state.tokens.count
                         progress[prompt][sample].sentText = state.text.count
-                        try await writer.write(ServerSentEvents.event(chunk))
-                    case .failed(_, let error):
-                        run.abort()
-                        let failure = (error as? EngineError).map(APIError.init) ?? APIError(status: .internalServerError, message: "\(error)")
-                        try await writer.write(ServerSentEvents.event(failure.body))
+                        buffers.append(ServerSentEvents.event(chunk))
                     }
+                    buffers += failures.map { ServerSentEvents.event($0.body) }
+                    try await writer.write(contentsOf: buffers)
                 }
                 try await writer.write(ServerSentEvents.done)
                 try await writer.finish(nil)

@@ -17,36 +17,36 @@ extension ServerSuite {
             var options = Fixtures.engineOptions()
             options.maxQueuedRequests = 200
             options.maxRunningRequests = 64
-            let server = try await TestServer.start(options: options)
-            defer { Task { await server.stop() } }
-            let before = residentBytes()
-            let peak = PeakMemory()
-            let sampler = Task { while !Task.isCancelled { peak.observe(residentBytes()); try? await Task.sleep(for: .milliseconds(20)) } }
-            let started = Date()
-            let outcomes = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
-                for index in 0..<1000 {
-                    let prompt = Fixtures.prompt(length: 8, seed: UInt64(index), vocabulary: 72)
-                    group.addTask {
-                        let exchange = try await send(.POST, server.url + "/generate", json: Self.body(prompt, maxNewTokens: 32))
-                        return (exchange.status, (exchange.object?["output_ids"] as? [Int])?.count ?? -1)
+            try await withServer(options: options) { server in
+                let before = residentBytes()
+                let peak = PeakMemory()
+                let sampler = Task { while !Task.isCancelled { peak.observe(residentBytes()); try? await Task.sleep(for: .milliseconds(20)) } }
+                let started = Date()
+                let outcomes = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+                    for index in 0..<1000 {
+                        let prompt = Fixtures.prompt(length: 8, seed: UInt64(index), vocabulary: 72)
+                        group.addTask {
+                            let exchange = try await send(.POST, server.url + "/generate", json: Self.body(prompt, maxNewTokens: 32))
+                            return (exchange.status, (exchange.object?["output_ids"] as? [Int])?.count ?? -1)
+                        }
                     }
+                    var all: [(Int, Int)] = []
+                    for try await outcome in group { all.append(outcome) }
+                    return all
                 }
-                var all: [(Int, Int)] = []
-                for try await outcome in group { all.append(outcome) }
-                return all
+                sampler.cancel()
+                let elapsed = Date().timeIntervalSince(started)
+                let served = outcomes.filter { $0.0 == 200 }
+                let refused = outcomes.filter { $0.0 == 503 }
+                #expect(served.count + refused.count == 1000, "statuses: \(Set(outcomes.map(\.0)))")
+                #expect(served.count >= 200 && !refused.isEmpty, "served \(served.count), refused \(refused.count)")
+                #expect(served.allSatisfy { $0.1 == 32 })
+                let growth = (peak.value - before) >> 20
+                print("1000 concurrent: \(served.count) served, \(refused.count) refused (503) in \(String(format: "%.2f", elapsed)) s; peak RSS growth \(growth) MiB")
+                #expect(growth < 256, "resident memory grew by \(growth) MiB")
+                let statistics = try await server.waitUntilIdle()
+                #expect(statistics.freeBlocks + statistics.cachedBlocks == statistics.totalBlocks)
             }
-            sampler.cancel()
-            let elapsed = Date().timeIntervalSince(started)
-            let served = outcomes.filter { $0.0 == 200 }
-            let refused = outcomes.filter { $0.0 == 503 }
-            #expect(served.count + refused.count == 1000, "statuses: \(Set(outcomes.map(\.0)))")
-            #expect(served.count >= 200 && !refused.isEmpty, "served \(served.count), refused \(refused.count)")
-            #expect(served.allSatisfy { $0.1 == 32 })
-            let growth = (peak.value - before) >> 20
-            print("1000 concurrent: \(served.count) served, \(refused.count) refused (503) in \(String(format: "%.2f", elapsed)) s; peak RSS growth \(growth) MiB")
-            #expect(growth < 256, "resident memory grew by \(growth) MiB")
-            let statistics = try await server.waitUntilIdle()
-            #expect(statistics.freeBlocks + statistics.cachedBlocks == statistics.totalBlocks)
         }
 
         /// Hundreds of streams in flight, one `abort_all`: every stream ends (finish reason abort) within a
@@ -55,46 +55,46 @@ extension ServerSuite {
             var options = Fixtures.engineOptions()
             options.maxRunningRequests = 64
             options.disableRadixCache = true
-            let server = try await TestServer.start(options: options)
-            defer { Task { await server.stop() } }
-            let count = 300
-            // The tiny model would finish every request before the last one arrives: hold the engine (its cache
-            // released) until all are in flight, then let it run and abort while they generate.
-            await server.engine.releaseMemory()
-            let streams = Task {
-                try await withThrowingTaskGroup(of: String?.self) { group in
-                    for index in 0..<count {
-                        let prompt = Fixtures.prompt(length: 8, seed: UInt64(index), vocabulary: 72)
-                        group.addTask {
-                            let exchange = try await send(.POST, server.url + "/generate", json: Self.body(prompt, maxNewTokens: 110, stream: true))
-                            let payloads = ssePayloads(exchange.body)
-                            guard payloads.last == "[DONE]", let last = payloads.dropLast().last.flatMap(jsonObject) else { return nil }
-                            return ((last["meta_info"] as? [String: Any])?["finish_reason"] as? [String: Any])?["type"] as? String
+            try await withServer(options: options) { server in
+                let count = 300
+                // The tiny model would finish every request before the last one arrives: hold the engine (its cache
+                // released) until all are in flight, then let it run and abort while they generate.
+                await server.engine.releaseMemory()
+                let streams = Task {
+                    try await withThrowingTaskGroup(of: String?.self) { group in
+                        for index in 0..<count {
+                            let prompt = Fixtures.prompt(length: 8, seed: UInt64(index), vocabulary: 72)
+                            group.addTask {
+                                let exchange = try await send(.POST, server.url + "/generate", json: Self.body(prompt, maxNewTokens: 110, stream: true))
+                                let payloads = ssePayloads(exchange.body)
+                                guard payloads.last == "[DONE]", let last = payloads.dropLast().last.flatMap(jsonObject) else { return nil }
+                                return ((last["meta_info"] as? [String: Any])?["finish_reason"] as? [String: Any])?["type"] as? String
+                            }
                         }
+                        var reasons: [String?] = []
+                        for try await reason in group { reasons.append(reason) }
+                        return reasons
                     }
-                    var reasons: [String?] = []
-                    for try await reason in group { reasons.append(reason) }
-                    return reasons
                 }
+                let deadline = Date().addingTimeInterval(30)
+                while server.frontend.inFlightRequests < count && Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
+                #expect(server.frontend.inFlightRequests == count)
+                try await server.engine.resumeMemory()
+                while await server.engine.statistics().generatedTokens < 64 && Date() < deadline { try await Task.sleep(for: .milliseconds(1)) }
+                let abortSent = Date()
+                let abort = try await send(.POST, server.url + "/abort_request", json: #"{"abort_all": true}"#)
+                #expect(abort.status == 200)
+                let reasons = try await streams.value
+                let elapsed = Date().timeIntervalSince(abortSent)
+                let aborted = reasons.filter { $0 == "abort" }.count
+                print("abort_all over \(count) streams: all ended in \(String(format: "%.3f", elapsed)) s, \(aborted) aborted")
+                #expect(reasons.count == count && reasons.allSatisfy { $0 == "abort" || $0 == "length" }, "\(reasons.filter { $0 != "abort" && $0 != "length" })")
+                #expect(aborted >= count / 2)
+                #expect(elapsed < 2)
+                let statistics = try await server.waitUntilIdle(timeout: 2)
+                #expect(statistics.freeBlocks == statistics.totalBlocks, "free \(statistics.freeBlocks) of \(statistics.totalBlocks)")
+                #expect(server.frontend.inFlightRequests == 0)
             }
-            let deadline = Date().addingTimeInterval(30)
-            while server.frontend.inFlightRequests < count && Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
-            #expect(server.frontend.inFlightRequests == count)
-            try await server.engine.resumeMemory()
-            while await server.engine.statistics().generatedTokens < 64 && Date() < deadline { try await Task.sleep(for: .milliseconds(1)) }
-            let abortSent = Date()
-            let abort = try await send(.POST, server.url + "/abort_request", json: #"{"abort_all": true}"#)
-            #expect(abort.status == 200)
-            let reasons = try await streams.value
-            let elapsed = Date().timeIntervalSince(abortSent)
-            let aborted = reasons.filter { $0 == "abort" }.count
-            print("abort_all over \(count) streams: all ended in \(String(format: "%.3f", elapsed)) s, \(aborted) aborted")
-            #expect(reasons.count == count && reasons.allSatisfy { $0 == "abort" || $0 == "length" }, "\(reasons.filter { $0 != "abort" && $0 != "length" })")
-            #expect(aborted >= count / 2)
-            #expect(elapsed < 2)
-            let statistics = try await server.waitUntilIdle(timeout: 2)
-            #expect(statistics.freeBlocks == statistics.totalBlocks, "free \(statistics.freeBlocks) of \(statistics.totalBlocks)")
-            #expect(server.frontend.inFlightRequests == 0)
         }
 
         /// Clients that go away mid-request (streamed or not) are aborted in the engine: it goes idle and every
@@ -103,29 +103,29 @@ extension ServerSuite {
             var options = Fixtures.engineOptions()
             options.maxRunningRequests = 8
             options.disableRadixCache = true
-            let server = try await TestServer.start(options: options)
-            defer { Task { await server.stop() } }
-            for stream in [true, false] {
-                let generatedBefore = await server.engine.statistics().generatedTokens
-                await server.engine.releaseMemory()
-                let clients = (0..<40).map { index in
-                    Task {
-                        let prompt = Fixtures.prompt(length: 8, seed: UInt64(index), vocabulary: 72)
-                        _ = try await send(.POST, server.url + "/generate", json: Self.body(prompt, maxNewTokens: 110, stream: stream))
+            try await withServer(options: options) { server in
+                for stream in [true, false] {
+                    let generatedBefore = await server.engine.statistics().generatedTokens
+                    await server.engine.releaseMemory()
+                    let clients = (0..<40).map { index in
+                        Task {
+                            let prompt = Fixtures.prompt(length: 8, seed: UInt64(index), vocabulary: 72)
+                            _ = try await send(.POST, server.url + "/generate", json: Self.body(prompt, maxNewTokens: 110, stream: stream))
+                        }
                     }
+                    let deadline = Date().addingTimeInterval(30)
+                    while server.frontend.inFlightRequests < 40 && Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
+                    try await server.engine.resumeMemory()
+                    while await server.engine.statistics().generatedTokens < generatedBefore + 8 && Date() < deadline { try await Task.sleep(for: .milliseconds(1)) }
+                    for client in clients { client.cancel() }
+                    let vanished = Date()
+                    let statistics = try await server.waitUntilIdle(timeout: 3)
+                    print("40 vanished clients (stream: \(stream)): engine idle after \(String(format: "%.3f", Date().timeIntervalSince(vanished))) s")
+                    #expect(statistics.freeBlocks == statistics.totalBlocks)
+                    #expect(statistics.generatedTokens - generatedBefore < 40 * 110, "vanished requests must not run to the end")
+                    while server.frontend.inFlightRequests > 0 && Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
+                    #expect(server.frontend.inFlightRequests == 0)
                 }
-                let deadline = Date().addingTimeInterval(30)
-                while server.frontend.inFlightRequests < 40 && Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
-                try await server.engine.resumeMemory()
-                while await server.engine.statistics().generatedTokens < generatedBefore + 8 && Date() < deadline { try await Task.sleep(for: .milliseconds(1)) }
-                for client in clients { client.cancel() }
-                let vanished = Date()
-                let statistics = try await server.waitUntilIdle(timeout: 3)
-                print("40 vanished clients (stream: \(stream)): engine idle after \(String(format: "%.3f", Date().timeIntervalSince(vanished))) s")
-                #expect(statistics.freeBlocks == statistics.totalBlocks)
-                #expect(statistics.generatedTokens - generatedBefore < 40 * 110, "vanished requests must not run to the end")
-                while server.frontend.inFlightRequests > 0 && Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
-                #expect(server.frontend.inFlightRequests == 0)
             }
         }
     }

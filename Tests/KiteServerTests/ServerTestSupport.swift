@@ -37,7 +37,7 @@ enum Fixtures {
 }
 
 /// One HTTP client for all tests, with room for a thousand connections.
-let testHTTP = SGLangClient.makeHTTPClient(maxConnections: 2048)
+let testHTTP = SGLangClient.makeHTTPClient(maxConnections: 2048, connectTimeout: .seconds(60))
 
 /// A real server on loopback, in this process, around a real engine and fixture model.
 final class TestServer: Sendable {
@@ -99,6 +99,22 @@ final class TestServer: Sendable {
     }
 }
 
+/// Runs `body` against a fresh server and stops it afterwards, also when `body` throws.
+func withServer<T>(
+    model: String = "qwen3", options: EngineOptions = Fixtures.engineOptions(),
+    configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: (TestServer) async throws -> T
+) async throws -> T {
+    let server = try await TestServer.start(model: model, options: options, configure: configure)
+    do {
+        let value = try await body(server)
+        await server.stop()
+        return value
+    } catch {
+        await server.stop()
+        throw error
+    }
+}
+
 struct TestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
@@ -131,8 +147,8 @@ func send(_ method: HTTPMethod = .POST, _ url: String, body: ByteBuffer? = nil, 
     return HTTPExchange(status: Int(response.status.code), body: String(buffer: bytes), headers: response.headers)
 }
 
-func send(_ method: HTTPMethod = .POST, _ url: String, json: String, headers: [(String, String)] = []) async throws -> HTTPExchange {
-    try await send(method, url, body: ByteBuffer(string: json), headers: headers)
+func send(_ method: HTTPMethod = .POST, _ url: String, json: String, headers: [(String, String)] = [], timeout: TimeAmount = .seconds(120)) async throws -> HTTPExchange {
+    try await send(method, url, body: ByteBuffer(string: json), headers: headers, timeout: timeout)
 }
 
 /// The `data:` payloads of a server-sent event stream, in order.
