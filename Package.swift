@@ -31,12 +31,13 @@ let package = Package(
     targets: [
         .target(name: "KiteJSON", swiftSettings: kernelSettings),
         .target(name: "KiteTensor", swiftSettings: kernelSettings),
+        .target(name: "KiteCUDA", dependencies: ["KiteTensor"], swiftSettings: cpuSettings),
         .target(name: "KiteGGUF", swiftSettings: kernelSettings),
         .target(name: "KiteTokenizers", dependencies: ["KiteGGUF", "KiteJSON"], swiftSettings: kernelSettings),
         .target(name: "KiteModels", dependencies: ["KiteTensor", "KiteGGUF", "KiteJSON"], swiftSettings: cpuSettings),
-        .target(name: "KiteTrain", dependencies: ["KiteTensor", "KiteModels"], swiftSettings: cpuSettings),
+        .target(name: "KiteTrain", dependencies: ["KiteTensor", "KiteModels", "KiteJSON"], swiftSettings: cpuSettings),
         .target(name: "KiteEngine", dependencies: ["KiteModels", "KiteTensor", "KiteTokenizers", "KiteJSON"], swiftSettings: cpuSettings),
-        .target(name: "KiteRL", dependencies: ["KiteJSON"], swiftSettings: cpuSettings),
+        .target(name: "KiteRL", dependencies: ["KiteJSON", "KiteTensor", "KiteModels", "KiteEngine", "KiteTrain", "KiteTokenizers"], swiftSettings: cpuSettings),
         .target(
             name: "KiteServer",
             dependencies: [
@@ -55,19 +56,20 @@ let package = Package(
         .executableTarget(
             name: "kite",
             dependencies: [
-                "KiteJSON", "KiteTensor", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteEngine", "KiteTrain", "KiteRL", "KiteServer",
+                "KiteJSON", "KiteTensor", "KiteCUDA", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteEngine", "KiteTrain", "KiteRL", "KiteServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuSettings
         ),
         .testTarget(name: "KiteJSONTests", dependencies: ["KiteJSON"]),
         .testTarget(name: "KiteTensorTests", dependencies: ["KiteTensor"]),
+        .testTarget(name: "KiteCUDATests", dependencies: ["KiteCUDA", "KiteTensor", "KiteModels"]),
         .testTarget(name: "KiteGGUFTests", dependencies: ["KiteGGUF"]),
         .testTarget(name: "KiteTokenizersTests", dependencies: ["KiteTokenizers", "KiteGGUF", "KiteJSON"]),
         .testTarget(name: "KiteModelsTests", dependencies: ["KiteModels", "KiteTensor", "KiteTrain", "KiteJSON"]),
         .testTarget(name: "KiteTrainTests", dependencies: ["KiteTrain", "KiteModels", "KiteTensor", "KiteJSON"]),
-        .testTarget(name: "KiteEngineTests", dependencies: ["KiteEngine", "KiteModels", "KiteTensor", "KiteJSON"]),
-        .testTarget(name: "KiteRLTests", dependencies: ["KiteRL", "KiteJSON"]),
+        .testTarget(name: "KiteEngineTests", dependencies: ["KiteEngine", "KiteModels", "KiteTensor", "KiteJSON", "KiteTokenizers"]),
+        .testTarget(name: "KiteRLTests", dependencies: ["KiteRL", "KiteJSON", "KiteEngine", "KiteModels", "KiteTensor", "KiteTrain"]),
         .testTarget(name: "KiteCLITests", dependencies: ["kite", "KiteJSON"]),
         .testTarget(
             name: "KiteServerTests",

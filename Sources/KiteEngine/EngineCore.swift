@@ -316,32 +316,37 @@ final class EngineCore {
             delta = (try? decoder.push(choice.token)) ?? ""
             sequence.decoder = decoder
         }
-        let previousLength = sequence.text.count
+        let previousLength = sequence.textCount
         sequence.text += delta
+        sequence.textCount += delta.count
         let sampling = request.sampling
         var reason: FinishReason?
         if !sampling.ignoreEOS && (tokenizer?.endOfSequenceTokenIDs ?? model.config.eosTokenIDs.map(Int32.init)).contains(choice.token) {
             reason = .stopToken(choice.token)
         } else if sampling.stopTokenIDs.contains(choice.token) {
             reason = .stopToken(choice.token)
-        } else if let (stop, cut) = matchStopString(sequence.text, newFrom: previousLength, stops: sampling.stop) {
+        } else if let (stop, cut) = matchStopString(sequence.text, count: sequence.textCount, newFrom: previousLength, stops: sampling.stop) {
             sequence.text = String(sequence.text.prefix(cut))
-            delta = sequence.text.count > previousLength ? String(sequence.text.dropFirst(previousLength)) : ""
+            sequence.textCount = cut
+            delta = cut > previousLength ? String(sequence.text.dropFirst(previousLength)) : ""
             reason = .stopString(stop)
         } else if sequence.generatedCount >= sampling.maxNewTokens || sequence.tokens.count >= contextLength {
             reason = .length(sequence.generatedCount)
         }
-        sequence.request.continuation.yield(.tokens(sampleIndex: sequence.sampleIndex, tokens: [choice.token], logprobs: [choice.logprob], text: delta))
+        if request.stream {
+            sequence.request.continuation.yield(.tokens(sampleIndex: sequence.sampleIndex, tokens: [choice.token], logprobs: [choice.logprob], text: delta))
+        }
         if let reason { finish(sequence, reason) }
     }
 
     /// The first stop string that now occurs in `text` at or after where the new text could complete one;
     /// returns it and the character offset where the kept text ends.
-    private func matchStopString(_ text: String, newFrom previousLength: Int, stops: [String]) -> (String, Int)? {
+    private func matchStopString(_ text: String, count: Int, newFrom previousLength: Int, stops: [String]) -> (String, Int)? {
         guard !stops.isEmpty else { return nil }
         let longest = stops.map(\.count).max() ?? 0
         let windowStart = max(0, previousLength - longest + 1)
-        let window = String(text.dropFirst(windowStart))
+        // Walk back from the end only as far as a stop string could reach into the old text.
+        let window = String(text.suffix(count - windowStart))
         var best: (String, Int)?
         for stop in stops {
             if let range = window.firstRange(of: stop) {
@@ -358,7 +363,9 @@ final class EngineCore {
         // Text held back for an incomplete character is flushed, unless a stop string already cut the text.
         if case .stopString = reason {
         } else if var decoder = sequence.decoder {
-            sequence.text += decoder.finish()
+            let rest = decoder.finish()
+            sequence.text += rest
+            sequence.textCount += rest.count
             sequence.decoder = decoder
         }
         // Keep what this sequence computed for later requests, then let its blocks go.

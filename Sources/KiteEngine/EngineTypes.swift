@@ -8,13 +8,16 @@ public struct GenerationRequest: Sendable {
     public var returnLogprob: Bool
     /// Also return the `topLogprobs` most likely alternatives at every position.
     public var topLogprobs: Int
+    /// Send a `.tokens` event for every token; when false only the `.finished` events come (cheaper).
+    public var stream: Bool
 
-    public init(id: String, promptTokens: [Int32], sampling: SamplingParameters = SamplingParameters(), returnLogprob: Bool = false, topLogprobs: Int = 0) {
+    public init(id: String, promptTokens: [Int32], sampling: SamplingParameters = SamplingParameters(), returnLogprob: Bool = false, topLogprobs: Int = 0, stream: Bool = true) {
         self.id = id
         self.promptTokens = promptTokens
         self.sampling = sampling
         self.returnLogprob = returnLogprob
         self.topLogprobs = topLogprobs
+        self.stream = stream
     }
 }
 

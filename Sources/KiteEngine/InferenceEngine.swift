@@ -84,7 +84,9 @@ public final class InferenceEngine: @unchecked Sendable {
 
     /// Runs a request to completion; results are in sample order. Cancelling the task aborts the request.
     public func generate(_ request: GenerationRequest) async throws -> [GenerationResult] {
-        let stream = try submit(request)
+        var quiet = request
+        quiet.stream = false
+        let stream = try submit(quiet)
         return try await withTaskCancellationHandler {
             var results: [GenerationResult] = []
             for try await event in stream {

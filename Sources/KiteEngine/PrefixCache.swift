@@ -67,23 +67,28 @@ final class PrefixCache {
         }
     }
 
-    /// Frees up to `count` blocks held only by the cache, least recently used leaves first.
-    /// Returns how many were freed.
+    /// Frees at least `count` blocks held only by the cache when there are that many, least recently used
+    /// leaves first. Evicts an eighth of the cache at a time at least, so that a full pool does not pay a
+    /// scan of the tree for every block it hands out. Returns how many were freed.
     @discardableResult
     func evict(_ count: Int) -> Int {
         var leaves: [Node] = []
         collectEvictableLeaves(root, into: &leaves)
+        // Most recently used first, so the least recently used is popped from the end.
+        leaves.sort { $0.lastUse > $1.lastUse }
+        let goal = max(count, cachedBlockCount / 8)
         var freed = 0
-        while freed < count, !leaves.isEmpty {
-            leaves.sort { $0.lastUse > $1.lastUse }
-            guard let leaf = leaves.popLast() else { break }
+        while freed < goal, let leaf = leaves.popLast() {
             guard let parent = leaf.parent else { continue }
             parent.children[leaf.tokens] = nil
             pool.release(leaf.block)
             cachedBlockCount -= 1
             freed += 1
-            // The parent may have become an evictable leaf.
-            if parent !== root, parent.children.isEmpty, pool.references(parent.block) == 1 { leaves.append(parent) }
+            // The parent may have become an evictable leaf; it keeps its place in the LRU order.
+            if parent !== root, parent.children.isEmpty, pool.references(parent.block) == 1 {
+                let position = leaves.partitioningIndex { $0.lastUse <= parent.lastUse }
+                leaves.insert(parent, at: position)
+            }
         }
         return freed
     }
@@ -109,5 +114,18 @@ final class PrefixCache {
         }
         drop(root)
         cachedBlockCount = 0
+    }
+}
+
+extension Array {
+    /// The first index whose element satisfies `belongsToSecondPartition`, for an array already partitioned
+    /// by it (binary search).
+    func partitioningIndex(where belongsToSecondPartition: (Element) -> Bool) -> Int {
+        var low = 0, high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if belongsToSecondPartition(self[middle]) { high = middle } else { low = middle + 1 }
+        }
+        return low
     }
 }

@@ -14,6 +14,8 @@ final class SequenceState {
     var outputLogprobs: [Float] = []
     var topLogprobs: [[TokenLogprob]] = []
     var text = ""
+    /// `text.count`, kept so that per-token work does not walk the whole text.
+    var textCount = 0
     var decoder: (any IncrementalDecoder)?
     var cachedTokenCount = 0
     var finishReason: FinishReason?

@@ -123,6 +123,31 @@ public protocol Backend: AnyObject, Sendable {
 
     /// One AdamW update of fp32 `parameter` in place, with its moments, from `gradient`.
     func adamw(parameter: Tensor, gradient: Tensor, firstMoment: Tensor, secondMoment: Tensor, step: AdamWStep) throws
+    /// The same update of many parameters at once (one kernel launch on accelerators). The four lists are
+    /// parallel: element `i` of each belongs to parameter `i`.
+    func adamw(parameters: [Tensor], gradients: [Tensor], firstMoments: [Tensor], secondMoments: [Tensor], step: AdamWStep) throws
+
+    // MARK: Quantisation
+
+    /// fp8 block quantisation of a rank-2 tensor `[M, N]`, as DeepSeek-V3 stores weights: one fp32 scale
+    /// per `blockSize x blockSize` tile, `scale = amax(|tile|) / max(dtype)` (1 for an all-zero tile), and
+    /// `values = dtype(x / scale)` (round-to-nearest-even, saturating for e4m3). `dtype` is `fp8e4m3` or
+    /// `fp8e5m2`; `scales` is `[ceil(M / blockSize), ceil(N / blockSize)]`.
+    func blockQuantize(_ x: Tensor, blockSize: Int, to dtype: DType) throws -> (values: Tensor, scales: Tensor)
+    /// `values * scale` of each element's tile, as `dtype`.
+    func blockDequantize(values: Tensor, scales: Tensor, blockSize: Int, to dtype: DType) throws -> Tensor
+}
+
+extension Backend {
+    /// Updates each parameter in turn; backends with a fused multi-tensor kernel override this.
+    public func adamw(parameters: [Tensor], gradients: [Tensor], firstMoments: [Tensor], secondMoments: [Tensor], step: AdamWStep) throws {
+        guard gradients.count == parameters.count, firstMoments.count == parameters.count, secondMoments.count == parameters.count else {
+            throw KiteTensorError.invalidArgument(operation: "adamw", detail: "\(parameters.count) parameters, \(gradients.count) gradients, \(firstMoments.count) and \(secondMoments.count) moments")
+        }
+        for index in parameters.indices {
+            try adamw(parameter: parameters[index], gradient: gradients[index], firstMoment: firstMoments[index], secondMoment: secondMoments[index], step: step)
+        }
+    }
 }
 
 /// The scalars of one AdamW step (decoupled weight decay, bias-corrected moments), as in PyTorch's AdamW.

@@ -25,6 +25,13 @@ public struct Tensor: @unchecked Sendable {
         self.init(shape: shape, dtype: dtype, storage: TensorStorage(hostByteCount: count * dtype.byteSize))
     }
 
+    /// A host tensor whose contents are unspecified until written: for kernel outputs that are overwritten
+    /// entirely, so no time is spent zeroing them.
+    public init(uninitialized shape: [Int], dtype: DType = .f32) {
+        let count = shape.reduce(1, *)
+        self.init(shape: shape, dtype: dtype, storage: TensorStorage(hostByteCount: count * dtype.byteSize, zeroed: false))
+    }
+
     /// A host tensor holding `values` (converted to `dtype` with round-to-nearest-even).
     public init(_ values: [Float], shape: [Int], dtype: DType = .f32) {
         precondition(values.count == shape.reduce(1, *), "\(values.count) values for shape \(shape)")

@@ -17,7 +17,13 @@ public final class TensorStorage: @unchecked Sendable {
 
     /// Allocates zeroed host memory. Large blocks come straight from the kernel as untouched zero pages,
     /// so a big cache that is never filled costs no physical memory.
-    public init(hostByteCount byteCount: Int) {
+    public convenience init(hostByteCount byteCount: Int) {
+        self.init(hostByteCount: byteCount, zeroed: true)
+    }
+
+    /// Allocates host memory; with `zeroed: false` its contents are unspecified (for outputs a kernel
+    /// overwrites entirely).
+    public init(hostByteCount byteCount: Int, zeroed: Bool) {
         let rounded = max(64, (byteCount + 63) & ~63)
         if rounded >= TensorStorage.mappingThreshold,
             let mapped = mmap(nil, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), mapped != MAP_FAILED
@@ -26,7 +32,7 @@ public final class TensorStorage: @unchecked Sendable {
             self.release = { munmap($0, rounded) }
         } else {
             let pointer = UnsafeMutableRawPointer.allocate(byteCount: rounded, alignment: 64)
-            pointer.initializeMemory(as: UInt8.self, repeating: 0, count: rounded)
+            if zeroed { pointer.initializeMemory(as: UInt8.self, repeating: 0, count: rounded) }
             self.address = pointer
             self.release = { $0.deallocate() }
         }
@@ -35,7 +41,7 @@ public final class TensorStorage: @unchecked Sendable {
         self.owner = nil
     }
 
-    static let mappingThreshold = 1 << 20
+    static let mappingThreshold = 64 << 20
 
     /// Wraps memory allocated elsewhere; `release` runs when the last tensor viewing it is gone.
     public init(

@@ -57,10 +57,13 @@ public final class AdamW: @unchecked Sendable {
         let hyper = AdamWStep(
             learningRate: learningRate, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon,
             weightDecay: config.weightDecay, step: stepCount, gradientScale: gradientScale)
-        for (name, parameter) in parameters.entries {
-            try backend.adamw(
-                parameter: parameter, gradient: try gradients.require(name, source: "gradients"),
-                firstMoment: try firstMoments.require(name), secondMoment: try secondMoments.require(name), step: hyper)
-        }
+        // One multi-tensor update: a single kernel launch on GPU backends.
+        let entries = parameters.entries
+        try backend.adamw(
+            parameters: entries.map(\.tensor),
+            gradients: try entries.map { try gradients.require($0.name, source: "gradients") },
+            firstMoments: try entries.map { try firstMoments.require($0.name) },
+            secondMoments: try entries.map { try secondMoments.require($0.name) },
+            step: hyper)
     }
 }

@@ -7,7 +7,7 @@ import Glibc
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Kite's kernels against a baseline measured in the same run, or a running server.",
-        subcommands: [BenchGEMM.self, BenchServe.self]
+        subcommands: [BenchGEMM.self, BenchTrainStep.self, BenchAttention.self, BenchCUDAParity.self, BenchServe.self]
     )
 }
 
@@ -26,17 +26,31 @@ struct BenchGEMM: AsyncParsableCommand {
     @Option(help: "Python interpreter with numpy, for the baseline.")
     var python: String = "python3"
 
-    static let shapes = [(1024, 1024, 1024), (2048, 2048, 2048), (16, 4096, 4096)]
+    @Option(name: .customLong("shape"), help: "Shapes to measure instead of the defaults, as MxNxK (repeatable).")
+    var customShapes: [String] = []
+
+    static let defaultShapes = [(1024, 1024, 1024), (2048, 2048, 2048), (16, 4096, 4096)]
+
+    var shapes: [(Int, Int, Int)] {
+        customShapes.isEmpty ? Self.defaultShapes : customShapes.compactMap { text in
+            let parts = text.split(separator: "x").compactMap { Int($0) }
+            return parts.count == 3 ? (parts[0], parts[1], parts[2]) : nil
+        }
+    }
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
+        for text in customShapes {
+            let parts = text.split(separator: "x").compactMap { Int($0) }
+            guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--shape '\(text)': expected MxNxK with positive sizes") }
+        }
     }
 
     func run() async throws {
         let baseline = numpyBaseline()
         print("shape (m x n x k)   kite GFLOP/s   numpy GFLOP/s   kite/numpy   (\(threads) threads)")
-        for (index, (m, n, k)) in Self.shapes.enumerated() {
+        for (index, (m, n, k)) in shapes.enumerated() {
             let kite = measureKite(m: m, n: n, k: k)
             let label = "\(m)x\(n)x\(k)".padding(18)
             if let numpy = baseline?[index] {
@@ -70,10 +84,10 @@ struct BenchGEMM: AsyncParsableCommand {
 
     /// GFLOP/s of `numpy.matmul` per shape, median of calls within the same time budget.
     func numpyBaseline() -> [Double]? {
-        let shapes = Self.shapes.map { "(\($0.0),\($0.1),\($0.2))" }.joined(separator: ",")
+        let shapeList = shapes.map { "(\($0.0),\($0.1),\($0.2))" }.joined(separator: ",")
         let script = """
             import numpy as np, time
-            for m, n, k in [\(shapes)]:
+            for m, n, k in [\(shapeList)]:
                 a = np.random.rand(m, k).astype(np.float32); b = np.random.rand(k, n).astype(np.float32)
                 a @ b; times = []; start = time.perf_counter()
                 while time.perf_counter() - start < \(seconds) or len(times) < 3:
@@ -83,16 +97,12 @@ struct BenchGEMM: AsyncParsableCommand {
         let threadVariables = ["OPENBLAS_NUM_THREADS": "\(threads)", "OMP_NUM_THREADS": "\(threads)", "MKL_NUM_THREADS": "\(threads)"]
         guard let result = ProcessRunner.run([python, "-c", script], environment: threadVariables), result.status == 0 else { return nil }
         let values = result.output.split(separator: "\n").compactMap { Double($0) }
-        return values.count == Self.shapes.count ? values : nil
+        return values.count == shapes.count ? values : nil
     }
 }
 
 enum Stopwatch {
-    static func now() -> Double {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) * 1e-9
-    }
+    static func now() -> Double { MonotonicClock.seconds() }
 
     /// Median seconds per call of `body` over repeated calls within `budget` seconds (after one warm-up).
     static func secondsPerCall(budget: Double, _ body: () -> Void) -> Double {

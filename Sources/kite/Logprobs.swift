@@ -12,7 +12,7 @@ struct Logprobs: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "A Hugging Face model directory (config.json + safetensors).")
+    @Option(help: "A Hugging Face model directory (config.json + safetensors) or a .gguf file.")
     var model: String
 
     @Option(name: .customLong("input-ids"), help: "Comma-separated token ids, at least two.")
@@ -21,11 +21,13 @@ struct Logprobs: AsyncParsableCommand {
     @Option(help: "Temperature T of the distribution.")
     var temperature: Float = 1
 
+    @OptionGroup var deviceOptions: DeviceOptions
+
     func run() async throws {
         let ids = try parseIDs(inputIDs)
         guard temperature > 0, temperature.isFinite else { throw ValidationError("--temperature must be a positive number, got \(temperature)") }
-        let backend = CPUBackend()
-        let transformer = try DenseTransformer.load(directory: model, backend: backend)
+        let backend = try deviceOptions.makeBackend()
+        let transformer = try DenseTransformer.load(path: model, backend: backend)
         let result = try computeLogprobs(transformer, ids: ids, temperature: temperature)
         print(result.serialized(.compact))
     }
@@ -51,8 +53,8 @@ func computeLogprobs(_ model: DenseTransformer, ids: [Int32], temperature: Float
     let result = try model.forward(tokens: ids, sequences: PackedSequences(lengths: [ids.count]), temperature: temperature, keepActivations: false)
     let count = ids.count - 1
     // Shortest decimal of each fp32 value, so printed numbers read back to the same float.
-    let logprobs = result.logprobs.toFloats().prefix(count).map { JSONValue.double(Double("\($0)") ?? Double($0)) }
-    let entropy = result.entropy.toFloats().prefix(count).map { JSONValue.double(Double("\($0)") ?? Double($0)) }
+    let logprobs = try model.backend.download(result.logprobs).toFloats().prefix(count).map { JSONValue.double(Double("\($0)") ?? Double($0)) }
+    let entropy = try model.backend.download(result.entropy).toFloats().prefix(count).map { JSONValue.double(Double("\($0)") ?? Double($0)) }
     return ["logprobs": .array(Array(logprobs)), "entropy": .array(Array(entropy))]
 }
 

@@ -9,7 +9,7 @@ import Glibc
 
 /// Engine flags with SGLang's names.
 struct EngineFlags: ParsableArguments {
-    @Option(name: [.customLong("model"), .customLong("model-path")], help: "A Hugging Face model directory (config.json + safetensors).")
+    @Option(name: [.customLong("model"), .customLong("model-path")], help: "A Hugging Face model directory (config.json + safetensors) or a .gguf file.")
     var model: String
 
     @Option(help: "Longest prompt + output (default: the model's max_position_embeddings).")
@@ -39,6 +39,12 @@ struct EngineFlags: ParsableArguments {
     @Option(help: "CPU threads for the model (default: KITE_NUM_THREADS or all cores).")
     var threads: Int?
 
+    @Option(help: "Tokenizer: a .gguf file or a directory with tokenizer.json (default: the model's own).")
+    var tokenizerPath: String?
+
+    @Flag(help: "Load no tokenizer: token ids in and out only.")
+    var skipTokenizerInit = false
+
     var engineOptions: EngineOptions {
         var options = EngineOptions()
         options.contextLength = contextLength
@@ -54,8 +60,9 @@ struct EngineFlags: ParsableArguments {
 
     func makeEngine() throws -> InferenceEngine {
         let backend = threads.map { CPUBackend(threads: $0) } ?? CPUBackend()
-        let model = try ModelLoading.load(path: model, backend: backend)
-        return try InferenceEngine(model: model, options: engineOptions)
+        let transformer = try ModelLoading.load(path: model, backend: backend)
+        let tokenizer = skipTokenizerInit ? nil : try ModelLoading.tokenizer(path: tokenizerPath ?? model)
+        return try InferenceEngine(model: transformer, tokenizer: tokenizer, options: engineOptions)
     }
 }
 
@@ -100,6 +107,7 @@ struct Serve: AsyncParsableCommand {
         configuration.port = port
         configuration.apiKey = apiKey
         configuration.modelPath = self.engine.model
+        configuration.tokenizerPath = engine.tokenizer == nil ? nil : (self.engine.tokenizerPath ?? self.engine.model)
         configuration.servedModelName = servedModelName
         configuration.shutdownTimeout = shutdownTimeout
         configuration.maxRequestBodyBytes = maxBodyBytes

@@ -227,3 +227,23 @@ struct BiasOperationTests {
         #expect(throws: KiteTensorError.self) { try backend.addBias(x, bias: Tensor(zeros: [2])) }
     }
 }
+
+/// Batch invariance: a query row's attention output has the same bits whether its tile went through the GEMM
+/// path (long prefill tiles) or the direct path (decode: one row), including contexts longer than one
+/// 256-key GEMM block.
+struct AttentionBatchInvarianceTests {
+    @Test func prefillRowsEqualDecodeRowsBitForBit() throws {
+        let backend = CPUBackend(threads: 2)
+        var random = SeededRandom(seed: 21)
+        let (length, heads, kvHeads, dim) = (300, 4, 2, 64)
+        let q = random.tensor([length, heads, dim]), k = random.tensor([length, kvHeads, dim]), v = random.tensor([length, kvHeads, dim])
+        let scale = 1 / Float(dim).squareRoot()
+        let full = try backend.attention(query: q, key: k, value: v, layout: AttentionLayout(selfAttention: PackedSequences(lengths: [length])), scale: scale)
+        for row in [0, 63, 64, 150, 255, 256, 299] {
+            let layout = try AttentionLayout(queries: PackedSequences(lengths: [1]), keys: PackedSequences(lengths: [row + 1]))
+            let single = try backend.attention(query: q.rows(row..<(row + 1)), key: k.rows(0..<(row + 1)), value: v.rows(0..<(row + 1)), layout: layout, scale: scale)
+            #expect(single.output.toFloats() == full.output.rows(row..<(row + 1)).toFloats(), "row \(row)")
+            #expect(single.logSumExp.toFloats() == full.logSumExp.rows(row..<(row + 1)).toFloats(), "row \(row)")
+        }
+    }
+}

@@ -92,6 +92,44 @@ public enum FileText {
         }
     }
 
+    /// Deletes a file or a directory tree; a missing path is not an error.
+    public static func removeTree(_ path: String) throws {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            guard let directory = opendir(path) else { throw ModelError.io(path: path, detail: "cannot list: \(String(cString: strerror(errno)))") }
+            var children: [String] = []
+            while let entry = readdir(directory) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name != "." && name != ".." { children.append(name) }
+            }
+            closedir(directory)
+            for child in children { try removeTree(path + "/" + child) }
+            guard rmdir(path) == 0 else { throw ModelError.io(path: path, detail: "cannot remove: \(String(cString: strerror(errno)))") }
+        } else if unlink(path) != 0 {
+            throw ModelError.io(path: path, detail: "cannot remove: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Names in a directory (not `.` or `..`), sorted.
+    public static func list(_ path: String) throws -> [String] {
+        guard let directory = opendir(path) else { throw ModelError.io(path: path, detail: "cannot list: \(String(cString: strerror(errno)))") }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Renames atomically (same file system).
+    public static func move(_ source: String, to destination: String) throws {
+        guard rename(source, destination) == 0 else {
+            throw ModelError.io(path: source, detail: "cannot rename to \(destination): \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// Creates a directory and its parents (like `mkdir -p`).
     public static func makeDirectory(_ path: String) throws {
         var prefix = path.hasPrefix("/") ? "/" : ""

@@ -1,4 +1,5 @@
 import KiteTensor
+import Synchronization
 
 /// A dense decoder-only transformer: llama, qwen2 and qwen3 are this one block with switches
 /// (q/k/v biases, per-head q/k RMSNorm, tied embeddings).
@@ -17,6 +18,8 @@ public final class DenseTransformer: @unchecked Sendable {
     /// `lm_head.weight`, or the embedding when the embeddings are tied.
     let outputWeight: Tensor
     let inverseFrequencies: [Float]
+    /// The positions and tables of the last `rotaryTables` call.
+    let rotaryCache = Mutex<(positions: [Int32], cos: Tensor, sin: Tensor)?>(nil)
 
     /// Binds `parameters` (host fp32 tensors for the CPU backend) to the architecture, checking every
     /// name and shape; `source` names where they came from in errors.
@@ -100,6 +103,14 @@ public final class DenseTransformer: @unchecked Sendable {
     /// cos and sin tables `[T, headDim / 2]` for the given positions: `cos(p * f_i) * scaling` in fp32,
     /// the same arithmetic as transformers' rotary embedding.
     func rotaryTables(positions: [Int32]) throws -> (cos: Tensor, sin: Tensor) {
+        // Training steps repeat the same packing: reuse the last tables instead of a million sin/cos on the host.
+        if let cached = rotaryCache.withLock({ $0 }), cached.positions == positions { return (cached.cos, cached.sin) }
+        let tables = try computeRotaryTables(positions: positions)
+        rotaryCache.withLock { $0 = (positions, tables.cos, tables.sin) }
+        return tables
+    }
+
+    func computeRotaryTables(positions: [Int32]) throws -> (cos: Tensor, sin: Tensor) {
         let half = config.headDim / 2
         let scaling = config.rope.attentionScaling
         var cosValues = [Float](repeating: 0, count: positions.count * half)
@@ -124,3 +135,17 @@ import Glibc
 @inline(__always) func _cosf(_ x: Float) -> Float { Glibc.cosf(x) }
 @inline(__always) func _sinf(_ x: Float) -> Float { Glibc.sinf(x) }
 #endif
+
+extension DenseTransformer {
+    /// A copy with its own parameter tensors (for an engine that must not see the trainer's updates until
+    /// the next weight sync).
+    public func clone() throws -> DenseTransformer {
+        let copies = ParameterSet()
+        for (name, parameter) in parameters.entries {
+            let copy = try backend.zeros(parameter.shape, dtype: parameter.dtype)
+            try backend.copy(parameter, into: copy)
+            copies.insert(name, copy)
+        }
+        return try DenseTransformer(config: config, parameters: copies, backend: backend)
+    }
+}

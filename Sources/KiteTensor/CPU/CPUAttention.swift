@@ -7,6 +7,8 @@ import Glibc
 /// see, and its output from one GEMM against the values.
 extension CPUBackend {
     static let attentionQueryTile = 64
+    /// Tiles of at most this many query-key pairs skip the GEMMs (same results, less overhead).
+    static let directAttentionLimit = 4096
 
     struct AttentionShape {
         var queryHeads: Int
@@ -58,9 +60,12 @@ extension CPUBackend {
                 for start in stride(from: 0, to: count, by: tile) { items.append((s, h, start)) }
             }
         }
-        let workers = min(threads, items.count)
+        // Few work items of little work each: one thread avoids the cost of waking others.
+        let totalWork = items.count * max(shape.headDim, 16) * 64
+        let workers = totalWork < 1 << 16 ? 1 : min(threads, items.count)
         Parallel.forEach(parts: workers) { worker in
             var scores: [Float] = []
+            var packed = [Float](repeating: 0, count: 16 * shape.headDim)
             for itemIndex in stride(from: worker, to: items.count, by: workers) {
                 let item = items[itemIndex]
                 let queryRange = layout.queries.range(item.sequence), keyRange = layout.keys.range(item.sequence)
@@ -71,6 +76,24 @@ extension CPUBackend {
                 let kvHead = item.head / shape.group
                 let qRow0 = queryRange.lowerBound + item.start
                 if scores.count < tileRows * visibleInTile { scores = [Float](repeating: 0, count: tileRows * visibleInTile) }
+                if tileRows * visibleInTile <= Self.directAttentionLimit {
+                    scores.withUnsafeMutableBufferPointer { scores in
+                        packed.withUnsafeMutableBufferPointer { packed in
+                            for r in 0..<tileRows {
+                                let visible = Self.visibleKeys(query: item.start + r, queries: nq, keys: nk, causal: layout.causal)
+                                let row = qRow0 + r
+                                pl[row * shape.queryHeads + item.head] = DirectAttention.row(
+                                    query: pq + (row * shape.queryHeads + item.head) * shape.headDim,
+                                    keys: pk + (keyRange.lowerBound * shape.keyHeads + kvHead) * shape.headDim, keyStride: shape.keyHeads * shape.headDim,
+                                    values: pv + (keyRange.lowerBound * shape.keyHeads + kvHead) * shape.valueDim, valueStride: shape.keyHeads * shape.valueDim,
+                                    visible: max(visible, 0), headDim: shape.headDim, valueDim: shape.valueDim, scale: scale,
+                                    output: po + (row * shape.queryHeads + item.head) * shape.valueDim,
+                                    scores: scores.baseAddress!, packed: packed.baseAddress!)
+                            }
+                        }
+                    }
+                    continue
+                }
                 scores.withUnsafeMutableBufferPointer { scores in
                     let ps = scores.baseAddress!
                     // S = scale * Q_tile K^T over the keys the last row of the tile can see.

@@ -54,7 +54,7 @@ public final class CPUBackend: Backend {
 
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool) throws -> Tensor {
         let shape = try matmulShape(a, b, transposeA: transposeA, transposeB: transposeB)
-        let c = Tensor(zeros: shape.batch.map { [$0, shape.m, shape.n] } ?? [shape.m, shape.n])
+        let c = Tensor(uninitialized: shape.batch.map { [$0, shape.m, shape.n] } ?? [shape.m, shape.n])
         try matmul(a, b, transposeA: transposeA, transposeB: transposeB, into: c, alpha: 1, beta: 0)
         return c
     }
@@ -127,7 +127,7 @@ public final class CPUBackend: Backend {
 
     public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor {
         try requireSameShape(a, b, "add")
-        let out = Tensor(zeros: a.shape)
+        let out = Tensor(uninitialized: a.shape)
         let (pa, pb, po) = (a.floats, b.floats, out.floats)
         elementwise(count: a.count) { range in
             for i in range { po[i] = pa[i] + pb[i] }

@@ -6,8 +6,8 @@ extension CPUBackend {
             throw KiteTensorError.shapeMismatch(operation: "rmsNorm", detail: "input \(x.shape) with weight \(weight.shape)")
         }
         let rows = x.count / max(width, 1)
-        let output = Tensor(zeros: x.shape)
-        let inverseRMS = Tensor(zeros: [rows])
+        let output = Tensor(uninitialized: x.shape)
+        let inverseRMS = Tensor(uninitialized: [rows])
         let (px, pw, py, pr) = (x.floats, weight.floats, output.floats, inverseRMS.floats)
         Parallel.forRanges(count: rows, threads: rows * width < 1 << 15 ? 1 : threads) { range in
             for row in range {
@@ -30,7 +30,7 @@ extension CPUBackend {
         }
         if let weightGradient { try requireShape(weightGradient, weight.shape, "rmsNormBackward", "weightGradient") }
         let rows = inverseRMS.count
-        let dInput = Tensor(zeros: input.shape)
+        let dInput = Tensor(uninitialized: input.shape)
         let (pdy, px, pw, pr, pdx) = (dOutput.floats, input.floats, weight.floats, inverseRMS.floats, dInput.floats)
         // dx = r * (dy * w) - x * r^3 * <dy * w, x> / D;   dw += dy * x * r (summed over rows).
         let parts = rows * width < 1 << 15 ? 1 : min(threads, rows)

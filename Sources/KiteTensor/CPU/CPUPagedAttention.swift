@@ -73,7 +73,7 @@ extension CPUBackend {
         let count = x.shape[0], rowBytes = x.byteCount / max(count, 1)
         var shape = x.shape
         shape[0] = rows.count
-        let output = Tensor(zeros: shape, dtype: x.dtype)
+        let output = Tensor(uninitialized: shape, dtype: x.dtype)
         for (i, row) in rows.enumerated() {
             guard row >= 0 && Int(row) < count else { throw KiteTensorError.indexOutOfRange(operation: "gatherRows", index: Int(row), limit: count, position: i) }
             (output.rawPointer + i * rowBytes).copyMemory(from: x.rawPointer + Int(row) * rowBytes, byteCount: rowBytes)

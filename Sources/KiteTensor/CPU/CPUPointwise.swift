@@ -14,7 +14,7 @@ extension CPUBackend {
         let half = dim / 2
         try requireShape(cos, [tokens, half], "rope", "cos")
         try requireShape(sin, [tokens, half], "rope", "sin")
-        let output = Tensor(zeros: x.shape)
+        let output = Tensor(uninitialized: x.shape)
         let (px, pc, ps, po) = (x.floats, cos.floats, sin.floats, output.floats)
         let sign: Float = inverse ? -1 : 1
         Parallel.forRanges(count: tokens, threads: x.count < 1 << 15 ? 1 : threads) { range in
@@ -35,7 +35,7 @@ extension CPUBackend {
 
     public func swiglu(gate: Tensor, up: Tensor) throws -> Tensor {
         try requireSameShape(gate, up, "swiglu")
-        let output = Tensor(zeros: gate.shape)
+        let output = Tensor(uninitialized: gate.shape)
         let (pg, pu, po) = (gate.floats, up.floats, output.floats)
         elementwise(count: gate.count) { range in
             for i in range {
@@ -49,7 +49,7 @@ extension CPUBackend {
     public func swigluBackward(dOutput: Tensor, gate: Tensor, up: Tensor) throws -> (dGate: Tensor, dUp: Tensor) {
         try requireSameShape(gate, up, "swigluBackward")
         try requireSameShape(dOutput, gate, "swigluBackward")
-        let dGate = Tensor(zeros: gate.shape), dUp = Tensor(zeros: gate.shape)
+        let dGate = Tensor(uninitialized: gate.shape), dUp = Tensor(uninitialized: gate.shape)
         let (pdy, pg, pu, pdg, pdu) = (dOutput.floats, gate.floats, up.floats, dGate.floats, dUp.floats)
         elementwise(count: gate.count) { range in
             for i in range {
@@ -74,7 +74,7 @@ extension CPUBackend {
         for (position, id) in pids.enumerated() where id < 0 || Int(id) >= vocabulary {
             throw KiteTensorError.indexOutOfRange(operation: "embedding", index: Int(id), limit: vocabulary, position: position)
         }
-        let output = Tensor(zeros: [ids.count, width])
+        let output = Tensor(uninitialized: [ids.count, width])
         let (pt, po) = (table.floats.baseAddress!, output.floats.baseAddress!)
         for (row, id) in pids.enumerated() {
             (po + row * width).update(from: pt + Int(id) * width, count: width)

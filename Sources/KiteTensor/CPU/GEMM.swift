@@ -9,7 +9,7 @@ import Synchronization
 public enum GEMM {
     static let microRows = 8
     static let microColumns = 32
-    static let depthBlock = 256
+    static let depthBlock = 1024
     static let rowBlock = 96
     static let columnBlock = 2048
 
@@ -236,8 +236,11 @@ public enum GEMM {
                 for r in 0..<rows {
                     let row = c + r * ldc
                     for j in 0..<columns {
-                        let product = alpha * values[r * microColumns + j]
-                        row[j] = beta == 0 ? product : product + beta * row[j]
+                        // Same operations as the full-tile path (multiply, then a fused add of beta * C), so an
+                        // element's value never depends on where its tile falls.
+                        var value = values[r * microColumns + j] * alpha
+                        if beta != 0 { value.addProduct(beta, row[j]) }
+                        row[j] = value
                     }
                 }
             }

@@ -1,0 +1,187 @@
+import Synchronization
+
+/// cuBLASLt matrix products, loaded at run time.
+///
+/// Kite's tensors are row-major and cuBLASLt is column-major: a row-major `C[M, N] = op(A) op(B)` is the
+/// column-major `C^T = op(B)^T op(A)^T`, so every call swaps the operands and reads each row-major matrix as
+/// its column-major transpose. Descriptors and the heuristic's algorithm are built once per shape and kept.
+final class CUBLASLt: @unchecked Sendable {
+    let library: DynamicLibrary
+    private let handle: OpaquePointer
+    private let workspace: CUDevicePointer
+    let workspaceBytes: Int
+
+    private let cublasLtGetStatusString: @convention(c) (Int32) -> UnsafePointer<CChar>?
+    private let cublasLtMatmulDescCreate: @convention(c) (UnsafeMutablePointer<OpaquePointer?>, Int32, Int32) -> Int32
+    private let cublasLtMatmulDescSetAttribute: @convention(c) (OpaquePointer?, Int32, UnsafeRawPointer, Int) -> Int32
+    private let cublasLtMatrixLayoutCreate: @convention(c) (UnsafeMutablePointer<OpaquePointer?>, Int32, UInt64, UInt64, Int64) -> Int32
+    private let cublasLtMatrixLayoutSetAttribute: @convention(c) (OpaquePointer?, Int32, UnsafeRawPointer, Int) -> Int32
+    private let cublasLtMatmulPreferenceCreate: @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32
+    private let cublasLtMatmulPreferenceSetAttribute: @convention(c) (OpaquePointer?, Int32, UnsafeRawPointer, Int) -> Int32
+    private let cublasLtMatmulPreferenceDestroy: @convention(c) (OpaquePointer?) -> Int32
+    private let cublasLtMatmulAlgoGetHeuristic: @convention(c) (
+        OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?,
+        Int32, UnsafeMutableRawPointer, UnsafeMutablePointer<Int32>
+    ) -> Int32
+    private let cublasLtMatmul: @convention(c) (
+        OpaquePointer?, OpaquePointer?, UnsafeRawPointer, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?, OpaquePointer?,
+        UnsafeRawPointer, UnsafeRawPointer?, OpaquePointer?, UnsafeMutableRawPointer?, OpaquePointer?,
+        UnsafeRawPointer?, UnsafeMutableRawPointer?, Int, CUHandle?
+    ) -> Int32
+    /// The library's version number (e.g. 130001).
+    let version: Int
+
+    /// `cudaDataType` codes.
+    enum DataType: Int32 {
+        case f32 = 0, f16 = 2, bf16 = 14, e4m3 = 28, e5m2 = 29
+    }
+
+    /// `cublasComputeType_t` codes.
+    enum ComputeType: Int32 {
+        case f32 = 68
+        case f32FastTF32 = 77
+    }
+
+    /// One cached product shape: descriptors and the chosen algorithm (`cublasLtMatmulAlgo_t`, 64 bytes).
+    private final class Plan: @unchecked Sendable {
+        let description: OpaquePointer
+        let layoutA: OpaquePointer, layoutB: OpaquePointer, layoutC: OpaquePointer
+        var algorithm = [UInt64](repeating: 0, count: 8)
+        var workspace = 0
+        init(description: OpaquePointer, layoutA: OpaquePointer, layoutB: OpaquePointer, layoutC: OpaquePointer) {
+            self.description = description
+            self.layoutA = layoutA
+            self.layoutB = layoutB
+            self.layoutC = layoutC
+        }
+    }
+
+    /// A column-major product `D = alpha op(A) op(B) + beta C` (C and D alias), as cuBLASLt sees it.
+    struct Problem: Hashable {
+        var typeA: DataType, typeB: DataType, typeC: DataType
+        var compute: ComputeType
+        var transposeA: Bool, transposeB: Bool
+        var m: Int, n: Int, k: Int
+        var lda: Int, ldb: Int, ldc: Int
+        var batch: Int
+        var strideA: Int, strideB: Int, strideC: Int
+        var alignmentA: Int, alignmentB: Int, alignmentC: Int
+    }
+
+    private let plans = Mutex<[Problem: Plan]>([:])
+
+    static func candidates() -> [String] {
+        var candidates: [String] = []
+        if let configured = environment("KITE_CUBLASLT_PATH") { candidates.append(configured) }
+        for directory in LibrarySearch.toolkitDirectories { candidates += LibrarySearch.versionedFiles(in: directory, prefix: "libcublasLt.so") }
+        candidates += ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"]
+        for directory in LibrarySearch.pythonWheelDirectories(components: ["cu13", "cublas"]) {
+            candidates += LibrarySearch.versionedFiles(in: directory, prefix: "libcublasLt.so")
+        }
+        return candidates
+    }
+
+    init(driver: CUDADriver, workspaceBytes: Int = 32 << 20) throws(CUDAError) {
+        let library = try DynamicLibrary.open("libcublasLt", candidates: Self.candidates())
+        self.library = library
+        let create: @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32 = try library.symbol("cublasLtCreate")
+        let getVersion: @convention(c) () -> Int = try library.symbol("cublasLtGetVersion")
+        cublasLtGetStatusString = try library.symbol("cublasLtGetStatusString")
+        cublasLtMatmulDescCreate = try library.symbol("cublasLtMatmulDescCreate")
+        cublasLtMatmulDescSetAttribute = try library.symbol("cublasLtMatmulDescSetAttribute")
+        cublasLtMatrixLayoutCreate = try library.symbol("cublasLtMatrixLayoutCreate")
+        cublasLtMatrixLayoutSetAttribute = try library.symbol("cublasLtMatrixLayoutSetAttribute")
+        cublasLtMatmulPreferenceCreate = try library.symbol("cublasLtMatmulPreferenceCreate")
+        cublasLtMatmulPreferenceSetAttribute = try library.symbol("cublasLtMatmulPreferenceSetAttribute")
+        cublasLtMatmulPreferenceDestroy = try library.symbol("cublasLtMatmulPreferenceDestroy")
+        cublasLtMatmulAlgoGetHeuristic = try library.symbol("cublasLtMatmulAlgoGetHeuristic")
+        cublasLtMatmul = try library.symbol("cublasLtMatmul")
+        version = getVersion()
+        var handle: OpaquePointer?
+        let status = create(&handle)
+        guard status == 0, let handle else {
+            throw .cublas(call: "cublasLtCreate", code: status, message: cublasLtGetStatusString(status).map { String(cString: $0) } ?? "unknown")
+        }
+        self.handle = handle
+        var workspace: CUDevicePointer = 0
+        try driver.check(driver.cuMemAlloc(&workspace, workspaceBytes), "cuMemAlloc(cuBLASLt workspace, \(workspaceBytes) bytes)")
+        self.workspace = workspace
+        self.workspaceBytes = workspaceBytes
+    }
+
+    private func check(_ status: Int32, _ call: @autoclosure () -> String) throws(CUDAError) {
+        guard status != 0 else { return }
+        throw .cublas(call: call(), code: status, message: cublasLtGetStatusString(status).map { String(cString: $0) } ?? "unknown")
+    }
+
+    /// Runs `D = alpha op(A) op(B) + beta C` (column-major, C == D) on `stream`.
+    func matmul(_ problem: Problem, a: CUDevicePointer, b: CUDevicePointer, c: CUDevicePointer, alpha: Float, beta: Float, stream: CUHandle?) throws(CUDAError) {
+        let plan = try self.plan(for: problem)
+        var alphaValue = alpha, betaValue = beta
+        let status = plan.algorithm.withUnsafeBytes { algorithm in
+            cublasLtMatmul(
+                handle, plan.description, &alphaValue, UnsafeRawPointer(bitPattern: UInt(a)), plan.layoutA,
+                UnsafeRawPointer(bitPattern: UInt(b)), plan.layoutB, &betaValue, UnsafeRawPointer(bitPattern: UInt(c)), plan.layoutC,
+                UnsafeMutableRawPointer(bitPattern: UInt(c)), plan.layoutC, algorithm.baseAddress,
+                UnsafeMutableRawPointer(bitPattern: UInt(workspace)), plan.workspace, stream)
+        }
+        try check(status, "cublasLtMatmul(\(describe(problem)))")
+    }
+
+    private func describe(_ p: Problem) -> String {
+        "m \(p.m) n \(p.n) k \(p.k), \(p.transposeA ? "T" : "N")\(p.transposeB ? "T" : "N"), types \(p.typeA)/\(p.typeB)/\(p.typeC), batch \(p.batch)"
+    }
+
+    private func plan(for problem: Problem) throws(CUDAError) -> Plan {
+        if let plan = plans.withLock({ $0[problem] }) { return plan }
+        var description: OpaquePointer?
+        try check(cublasLtMatmulDescCreate(&description, problem.compute.rawValue, DataType.f32.rawValue), "cublasLtMatmulDescCreate")
+        var transA: Int32 = problem.transposeA ? 1 : 0, transB: Int32 = problem.transposeB ? 1 : 0
+        try check(cublasLtMatmulDescSetAttribute(description, 3, &transA, 4), "cublasLtMatmulDescSetAttribute(TRANSA)")
+        try check(cublasLtMatmulDescSetAttribute(description, 4, &transB, 4), "cublasLtMatmulDescSetAttribute(TRANSB)")
+        // Stored shapes: op(A) is m x k, so A is k x m when transposed.
+        let (rowsA, colsA) = problem.transposeA ? (problem.k, problem.m) : (problem.m, problem.k)
+        let (rowsB, colsB) = problem.transposeB ? (problem.n, problem.k) : (problem.k, problem.n)
+        let layoutA = try layout(problem.typeA, rowsA, colsA, problem.lda, problem.batch, problem.strideA)
+        let layoutB = try layout(problem.typeB, rowsB, colsB, problem.ldb, problem.batch, problem.strideB)
+        let layoutC = try layout(problem.typeC, problem.m, problem.n, problem.ldc, problem.batch, problem.strideC)
+        guard let description else { throw .cublas(call: "cublasLtMatmulDescCreate", code: -1, message: "returned no descriptor") }
+        let plan = Plan(description: description, layoutA: layoutA, layoutB: layoutB, layoutC: layoutC)
+
+        var preference: OpaquePointer?
+        try check(cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate")
+        defer { _ = cublasLtMatmulPreferenceDestroy(preference) }
+        var bytes = UInt64(workspaceBytes)
+        try check(cublasLtMatmulPreferenceSetAttribute(preference, 1, &bytes, 8), "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)")
+        for (attribute, alignment) in [(Int32(5), problem.alignmentA), (6, problem.alignmentB), (7, problem.alignmentC), (8, problem.alignmentC)] {
+            var value = UInt32(alignment)
+            try check(cublasLtMatmulPreferenceSetAttribute(preference, attribute, &value, 4), "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT)")
+        }
+        // cublasLtMatmulHeuristicResult_t: algo (64 bytes), workspaceSize (8), state (4), wavesCount (4), reserved (16).
+        var result = [UInt8](repeating: 0, count: 96)
+        var returned: Int32 = 0
+        let status = result.withUnsafeMutableBytes { buffer in
+            cublasLtMatmulAlgoGetHeuristic(handle, description, layoutA, layoutB, layoutC, layoutC, preference, 1, buffer.baseAddress!, &returned)
+        }
+        try check(status, "cublasLtMatmulAlgoGetHeuristic(\(describe(problem)))")
+        guard returned > 0 else { throw .unsupported("cuBLASLt has no algorithm for \(describe(problem))") }
+        result.withUnsafeBytes { buffer in
+            for i in 0..<8 { plan.algorithm[i] = buffer.load(fromByteOffset: i * 8, as: UInt64.self) }
+            plan.workspace = buffer.load(fromByteOffset: 64, as: Int.self)
+        }
+        plans.withLock { $0[problem] = plan }
+        return plan
+    }
+
+    private func layout(_ type: DataType, _ rows: Int, _ cols: Int, _ ld: Int, _ batch: Int, _ stride: Int) throws(CUDAError) -> OpaquePointer {
+        var layout: OpaquePointer?
+        try check(cublasLtMatrixLayoutCreate(&layout, type.rawValue, UInt64(rows), UInt64(cols), Int64(ld)), "cublasLtMatrixLayoutCreate(\(rows) x \(cols), ld \(ld))")
+        guard let layout else { throw .cublas(call: "cublasLtMatrixLayoutCreate", code: -1, message: "returned no layout") }
+        if batch > 1 {
+            var count = Int32(batch), offset = Int64(stride)
+            try check(cublasLtMatrixLayoutSetAttribute(layout, 5, &count, 4), "cublasLtMatrixLayoutSetAttribute(BATCH_COUNT)")
+            try check(cublasLtMatrixLayoutSetAttribute(layout, 6, &offset, 8), "cublasLtMatrixLayoutSetAttribute(STRIDED_BATCH_OFFSET)")
+        }
+        return layout
+    }
+}

@@ -1,0 +1,162 @@
+import KiteModels
+import KiteTensor
+
+/// A sequence to train on: prompt and response tokens; log-probs and entropies are taken for the
+/// `responseLength` last tokens (each scored by the logits at the position before it).
+public struct TrainingSequence: Sendable, Equatable {
+    public var tokens: [Int32]
+    public var responseLength: Int
+
+    public init(tokens: [Int32], responseLength: Int) {
+        self.tokens = tokens
+        self.responseLength = responseLength
+    }
+}
+
+/// What a micro-batch's forward gives the loss: per sequence, the log-prob and entropy of each response token.
+public struct ResponseScores: Sendable {
+    public var logprobs: [[Float]]
+    public var entropy: [[Float]]
+}
+
+/// The gradient of the loss with respect to each response token's log-prob and entropy.
+public struct ResponseGradients: Sendable {
+    public var dLogprobs: [[Float]]
+    public var dEntropy: [[Float]]
+
+    public init(dLogprobs: [[Float]], dEntropy: [[Float]]) {
+        self.dLogprobs = dLogprobs
+        self.dEntropy = dEntropy
+    }
+}
+
+/// What one optimizer step did.
+public struct StepReport: Sendable, Equatable {
+    public var step: Int
+    public var learningRate: Double
+    /// Before clipping.
+    public var gradientNorm: Double
+    public var tokens: Int
+    public var microBatches: Int
+}
+
+/// Trains a `DenseTransformer` with AdamW on fp32 master weights: forward and backward over packed
+/// micro-batches with gradient accumulation, global-norm clipping, a learning-rate schedule, and optional
+/// recomputation. The loss is the caller's: it receives each micro-batch's response scores and returns their
+/// gradients, so the same trainer runs supervised warm-up and every RL objective.
+public final class PolicyTrainer: @unchecked Sendable {
+    public let model: DenseTransformer
+    public let optimizer: AdamW
+    public let gradients: ParameterSet
+    public var schedule: LearningRateSchedule
+    /// `--clip-grad`; 0 turns clipping off.
+    public var clipGradient: Double
+    /// `--recompute-granularity full`.
+    public var recompute: Bool
+
+    public init(model: DenseTransformer, optimizer: AdamWConfig, schedule: LearningRateSchedule, clipGradient: Double = 1.0, recompute: Bool = false) throws {
+        self.model = model
+        self.optimizer = try AdamW(parameters: model.parameters, config: optimizer, backend: model.backend)
+        self.gradients = try model.parameters.zerosLike(backend: model.backend)
+        self.schedule = schedule
+        self.clipGradient = clipGradient
+        self.recompute = recompute
+    }
+
+    public var stepCount: Int { optimizer.stepCount }
+
+    /// Response log-probs and entropies without gradients (old or reference log-probs), in batches of at most
+    /// `maxTokensPerBatch` tokens (a longer sequence goes alone).
+    public func score(_ sequences: [TrainingSequence], temperature: Float, maxTokensPerBatch: Int = 8192) throws -> ResponseScores {
+        var logprobs = [[Float]](repeating: [], count: sequences.count)
+        var entropy = [[Float]](repeating: [], count: sequences.count)
+        for batch in Self.batches(sequences.map(\.tokens.count), maxTokens: maxTokensPerBatch) {
+            let scores = try forward(batch.map { sequences[$0] }, temperature: temperature, keep: false).scores
+            for (position, index) in batch.enumerated() {
+                logprobs[index] = scores.logprobs[position]
+                entropy[index] = scores.entropy[position]
+            }
+        }
+        return ResponseScores(logprobs: logprobs, entropy: entropy)
+    }
+
+    /// One optimizer step over `microBatches` (gradients accumulate across them). `loss(i, scores)` returns
+    /// the gradients of the step's loss with respect to micro-batch `i`'s response scores.
+    @discardableResult
+    public func step(
+        microBatches: [[TrainingSequence]], temperature: Float,
+        loss: (Int, ResponseScores) throws -> ResponseGradients
+    ) throws -> StepReport {
+        try GradientClipping.zero(gradients, backend: model.backend)
+        var tokens = 0
+        for (index, batch) in microBatches.enumerated() where !batch.isEmpty {
+            let (scores, tape, layout) = try forward(batch, temperature: temperature, keep: true)
+            let upstream = try loss(index, scores)
+            guard upstream.dLogprobs.count == batch.count, upstream.dEntropy.count == batch.count else {
+                throw ModelError.invalidInput("loss returned gradients for \(upstream.dLogprobs.count) sequences, expected \(batch.count)")
+            }
+            let rows = layout.totalLength
+            var dLogprobs = [Float](repeating: 0, count: rows), dEntropy = [Float](repeating: 0, count: rows)
+            for (s, sequence) in batch.enumerated() {
+                guard upstream.dLogprobs[s].count == sequence.responseLength, upstream.dEntropy[s].count == sequence.responseLength else {
+                    throw ModelError.invalidInput("loss gradients of sequence \(s) have \(upstream.dLogprobs[s].count) entries for \(sequence.responseLength) response tokens")
+                }
+                let first = Self.firstResponseRow(sequence, start: layout.range(s).lowerBound)
+                for i in 0..<sequence.responseLength {
+                    dLogprobs[first + i] = upstream.dLogprobs[s][i]
+                    dEntropy[first + i] = upstream.dEntropy[s][i]
+                }
+            }
+            guard let tape else { throw ModelError.invalidInput("training forward kept no activations") }
+            try model.backward(tape, dLogprobs: try model.backend.upload(Tensor(dLogprobs, shape: [rows])),
+                               dEntropy: try model.backend.upload(Tensor(dEntropy, shape: [rows])), gradients: gradients)
+            tokens += rows
+        }
+        let norm = try GradientClipping.globalNorm(gradients, backend: model.backend)
+        let rate = schedule.rate(atStep: optimizer.stepCount + 1)
+        try optimizer.step(parameters: model.parameters, gradients: gradients, learningRate: Float(rate),
+                           gradientScale: GradientClipping.scale(norm: norm, maxNorm: clipGradient))
+        return StepReport(step: optimizer.stepCount, learningRate: rate, gradientNorm: norm, tokens: tokens, microBatches: microBatches.count)
+    }
+
+    /// Packed forward of a micro-batch; returns each sequence's response scores.
+    func forward(_ batch: [TrainingSequence], temperature: Float, keep: Bool) throws -> (scores: ResponseScores, tape: ForwardTape?, layout: PackedSequences) {
+        for (s, sequence) in batch.enumerated() where sequence.responseLength < 0 || sequence.responseLength >= sequence.tokens.count {
+            throw ModelError.invalidInput("sequence \(s): response length \(sequence.responseLength) must be in 0..<\(sequence.tokens.count) (a prompt token comes first)")
+        }
+        let layout = PackedSequences(lengths: batch.map(\.tokens.count))
+        let tokens = batch.flatMap(\.tokens)
+        let result = try model.forward(tokens: tokens, sequences: layout, temperature: temperature, keepActivations: keep, recompute: recompute)
+        let logprobs = try model.backend.download(result.logprobs).toFloats()
+        let entropy = try model.backend.download(result.entropy).toFloats()
+        var scores = ResponseScores(logprobs: [], entropy: [])
+        for (s, sequence) in batch.enumerated() {
+            let first = Self.firstResponseRow(sequence, start: layout.range(s).lowerBound)
+            scores.logprobs.append(Array(logprobs[first..<(first + sequence.responseLength)]))
+            scores.entropy.append(Array(entropy[first..<(first + sequence.responseLength)]))
+        }
+        return (scores, result.tape, layout)
+    }
+
+    /// The packed row whose logits score the first response token.
+    static func firstResponseRow(_ sequence: TrainingSequence, start: Int) -> Int {
+        start + sequence.tokens.count - sequence.responseLength - 1
+    }
+
+    /// Consecutive groups of indices whose lengths sum to at most `maxTokens` (a longer one goes alone).
+    static func batches(_ lengths: [Int], maxTokens: Int) -> [[Int]] {
+        var batches: [[Int]] = []
+        var current: [Int] = [], size = 0
+        for (index, length) in lengths.enumerated() {
+            if !current.isEmpty && size + length > maxTokens {
+                batches.append(current)
+                current = []
+                size = 0
+            }
+            current.append(index)
+            size += length
+        }
+        if !current.isEmpty { batches.append(current) }
+        return batches
+    }
+}
