@@ -62,10 +62,19 @@ final class TestServer: Sendable {
         configure: (inout ServerConfiguration) -> Void = { _ in }
     ) async throws -> TestServer {
         let transformer = try DenseTransformer.load(directory: Fixtures.modelPath(model), backend: CPUBackend(threads: threads))
-        let engine = try InferenceEngine(model: transformer, options: options)
+        var settings = ServerConfiguration()
+        settings.modelPath = Fixtures.modelPath(model)
+        configure(&settings)
+        let modelPath = settings.modelPath
+        return try await start(engine: try InferenceEngine(model: transformer, options: options)) {
+            configure(&$0)
+            $0.modelPath = modelPath
+        }
+    }
+
+    static func start(engine: InferenceEngine, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
         var configuration = ServerConfiguration()
         configuration.port = 0
-        configuration.modelPath = Fixtures.modelPath(model)
         configure(&configuration)
         let frontend = EngineFrontend(engine: engine, configuration: configuration)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
@@ -104,7 +113,15 @@ func withServer<T>(
     model: String = "qwen3", options: EngineOptions = Fixtures.engineOptions(),
     configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: (TestServer) async throws -> T
 ) async throws -> T {
-    let server = try await TestServer.start(model: model, options: options, configure: configure)
+    try await run(try await TestServer.start(model: model, options: options, configure: configure), body)
+}
+
+/// Runs `body` against a server around `engine`, stopping it afterwards.
+func withServer<T>(engine: InferenceEngine, configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: (TestServer) async throws -> T) async throws -> T {
+    try await run(try await TestServer.start(engine: engine, configure: configure), body)
+}
+
+private func run<T>(_ server: TestServer, _ body: (TestServer) async throws -> T) async throws -> T {
     do {
         let value = try await body(server)
         await server.stop()
