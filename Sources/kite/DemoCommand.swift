@@ -17,22 +17,22 @@ struct DemoCommand: AsyncParsableCommand {
     )
 
     @Option(help: "Seconds of GRPO after the warm-up.")
-    var seconds: Double = 180
+    var seconds: Double = 240
 
     @Option(help: "Supervised warm-up steps before GRPO.")
-    var warmupSteps: Int = 120
+    var warmupSteps: Int = 150
 
     @Option(help: "Random seed of data, initial weights and sampling.")
     var seed: UInt64 = 1
 
     @Option(help: "GRPO learning rate.")
-    var learningRate: Double = 3e-4
+    var learningRate: Double = 5e-4
 
     @Option(help: "Prompt groups per rollout (--rollout-batch-size).")
     var promptsPerRollout: Int = 32
 
     @Option(help: "Optimizer steps per rollout (--num-steps-per-rollout).")
-    var stepsPerRollout: Int = 1
+    var stepsPerRollout: Int = 4
 
     @Option(help: "Threads (default: KITE_NUM_THREADS or every core).")
     var threads: Int?

@@ -8,18 +8,18 @@ import KiteTrain
 /// warm-up, then by GRPO with dynamic sampling. Defaults follow ../shared/reference/demo-recipe.md.
 public struct DemoOptions: Sendable {
     public var seed: UInt64 = 1
-    public var warmupSteps = 120
+    public var warmupSteps = 150
     public var warmupBatchSize = 64
     public var warmupLearningRate = 1e-3
     /// GRPO stops after this many seconds (or `maxIterations`).
-    public var grpoSeconds: Double = 180
+    public var grpoSeconds: Double = 240
     public var maxIterations: Int?
     public var promptsPerIteration = 32
     public var samplesPerPrompt = 8
     public var overSamplingBatchSize = 64
-    public var learningRate = 3e-4
+    public var learningRate = 5e-4
     /// Optimizer steps per rollout (`--num-steps-per-rollout`): each takes an equal share of the groups.
-    public var stepsPerRollout = 1
+    public var stepsPerRollout = 4
     public var evaluationInterval: Double = 20
     public var heldOutPrompts = 300
     public var threads: Int?
