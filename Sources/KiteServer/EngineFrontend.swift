@@ -10,6 +10,9 @@ public protocol ChatPromptRenderer: Sendable {
     /// `messages` and `tools` are the request's JSON as sent (key order kept; text content parts joined);
     /// `arguments` are extra template variables (`chat_template_kwargs`, e.g. `enable_thinking`).
     func render(messages: [JSONValue], tools: [JSONValue]?, addGenerationPrompt: Bool, arguments: JSONObject) throws -> String
+    /// The rendered prompt's tokens. Templates write their own special tokens, so none are added (as
+    /// transformers' `apply_chat_template(tokenize=True)`).
+    func encode(rendered: String) throws -> [Int32]
 }
 
 /// The server's side of the engine: admits requests (ids unique while they run, nothing new while shutting

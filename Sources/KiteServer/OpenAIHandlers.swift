@@ -125,7 +125,7 @@ struct OpenAIHandlers: Sendable {
         let bytes = try await native.readBody(request)
         let body = try JSONBody.decode(ChatCompletionRequestBody.self, from: bytes)
         guard !body.messages.isEmpty else { throw APIError.badRequest("'messages' is empty", param: "messages") }
-        guard let tokenizer = frontend.tokenizer else { throw APIError(EngineError.tokenizerRequired("a chat completion")) }
+        guard frontend.tokenizer != nil else { throw APIError(EngineError.tokenizerRequired("a chat completion")) }
         guard let renderer = frontend.chatRenderer else {
             throw APIError.badRequest("this model has no chat template; use /v1/completions or /generate")
         }
@@ -143,7 +143,7 @@ struct OpenAIHandlers: Sendable {
         }
         let tokens: [Int32]
         do {
-            tokens = try tokenizer.encode(text)
+            tokens = try renderer.encode(rendered: text)
         } catch {
             throw APIError.badRequest("cannot tokenize the rendered conversation: \(error)", param: "messages")
         }

@@ -112,7 +112,8 @@ struct Serve: AsyncParsableCommand {
         configuration.shutdownTimeout = shutdownTimeout
         configuration.maxRequestBodyBytes = maxBodyBytes
         configuration.incrementalStreamingOutput = incrementalStreamingOutput
-        let frontend = EngineFrontend(engine: engine, configuration: configuration)
+        let renderer = try (engine.tokenizer as? TokenizerAdapter).flatMap { try TemplateChatRenderer(tokenizer: $0.tokenizer) }
+        let frontend = EngineFrontend(engine: engine, chatRenderer: renderer, configuration: configuration)
         var logger = Logger(label: "kite.serve")
         logger.logLevel = .info
         let host = self.host

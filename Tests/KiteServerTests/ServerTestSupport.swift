@@ -72,11 +72,11 @@ final class TestServer: Sendable {
         }
     }
 
-    static func start(engine: InferenceEngine, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+    static func start(engine: InferenceEngine, chatRenderer: (any ChatPromptRenderer)? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
         var configuration = ServerConfiguration()
         configuration.port = 0
         configure(&configuration)
-        let frontend = EngineFrontend(engine: engine, configuration: configuration)
+        let frontend = EngineFrontend(engine: engine, chatRenderer: chatRenderer, configuration: configuration)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         var logger = Logger(label: "test.server")
         logger.logLevel = .critical
@@ -117,8 +117,8 @@ func withServer<T>(
 }
 
 /// Runs `body` against a server around `engine`, stopping it afterwards.
-func withServer<T>(engine: InferenceEngine, configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: (TestServer) async throws -> T) async throws -> T {
-    try await run(try await TestServer.start(engine: engine, configure: configure), body)
+func withServer<T>(engine: InferenceEngine, chatRenderer: (any ChatPromptRenderer)? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: (TestServer) async throws -> T) async throws -> T {
+    try await run(try await TestServer.start(engine: engine, chatRenderer: chatRenderer, configure: configure), body)
 }
 
 private func run<T>(_ server: TestServer, _ body: (TestServer) async throws -> T) async throws -> T {

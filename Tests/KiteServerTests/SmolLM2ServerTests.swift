@@ -34,8 +34,11 @@ extension ServerSuite {
                 return
             }
             let model = try DenseTransformer.load(gguf: asset, backend: CPUBackend())
-            let engine = try InferenceEngine(model: model, tokenizer: try ModelLoading.tokenizer(path: asset), options: Fixtures.engineOptions(maxTotalTokens: 8192, blockSize: 16))
-            try await withServer(engine: engine, configure: { $0.modelPath = asset }, body)
+            let tokenizer = try #require(try ModelLoading.tokenizer(path: asset))
+            let engine = try InferenceEngine(model: model, tokenizer: tokenizer, options: Fixtures.engineOptions(maxTotalTokens: 8192, blockSize: 16))
+            let renderer = try TemplateChatRenderer(tokenizer: tokenizer.tokenizer)
+            #expect(renderer != nil, "SmolLM2's GGUF carries a chat template")
+            try await withServer(engine: engine, chatRenderer: renderer, configure: { $0.modelPath = asset }, body)
         }
 
         /// `/generate` with `text`: the prompt is tokenized as transformers tokenizes it, the greedy answer
@@ -59,6 +62,35 @@ extension ServerSuite {
                 #expect(entries.compactMap { $0[2] as? String }.joined() == reference.greedyText + "<|im_end|>")
                 let reason = meta["finish_reason"] as? [String: Any]
                 #expect(reason?["type"] as? String == "stop" && reason?["matched"] as? Int == reference.greedyIDs.last)
+            }
+        }
+
+        /// Chat completions: the model's own template renders the conversation into transformers' prompt, and
+        /// the answer, whole or streamed, is transformers' greedy answer.
+        @Test func chatCompletionsUseTheModelsTemplate() async throws {
+            let reference = try Self.reference()
+            try await Self.withSmolLM2 { server in
+                let messages = #"[{"role": "system", "content": "You are a helpful AI assistant named SmolLM, trained by Hugging Face"}, {"role": "user", "content": [{"type": "text", "text": "What is the capital "}, {"type": "text", "text": "of France?"}]}]"#
+                let whole = try await send(.POST, server.url + "/v1/chat/completions", json: #"{"model": "smollm2", "messages": \#(messages), "max_tokens": 16, "temperature": 0, "logprobs": true, "top_logprobs": 2}"#)
+                #expect(whole.status == 200, "\(whole.body)")
+                let object = try #require(whole.object)
+                #expect(object["object"] as? String == "chat.completion" && object["model"] as? String == "smollm2")
+                let choice = try #require((object["choices"] as? [[String: Any]])?.first)
+                let message = choice["message"] as? [String: Any]
+                #expect(message?["role"] as? String == "assistant" && message?["content"] as? String == reference.greedyText)
+                #expect(choice["finish_reason"] as? String == "stop")
+                let content = (choice["logprobs"] as? [String: Any])?["content"] as? [[String: Any]]
+                #expect(content?.count == reference.greedyIDs.count && content?.allSatisfy { ($0["top_logprobs"] as? [Any])?.count == 2 } == true)
+                let usage = object["usage"] as? [String: Any]
+                #expect(usage?["prompt_tokens"] as? Int == reference.promptIDs.count && usage?["completion_tokens"] as? Int == reference.greedyIDs.count)
+
+                let streamed = try await send(.POST, server.url + "/v1/chat/completions", json: #"{"messages": \#(messages), "max_tokens": 16, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}}"#)
+                let chunks = ssePayloads(streamed.body).dropLast().compactMap(jsonObject)
+                let deltas = chunks.compactMap { ($0["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any] }
+                #expect(deltas.first?["role"] as? String == "assistant")
+                #expect(deltas.compactMap { $0["content"] as? String }.joined() == reference.greedyText)
+                #expect(chunks.allSatisfy { $0["object"] as? String == "chat.completion.chunk" })
+                #expect((chunks.last?["usage"] as? [String: Any])?["completion_tokens"] as? Int == reference.greedyIDs.count)
             }
         }
 
