@@ -48,9 +48,14 @@ public struct SGLangClient: Sendable {
 
     /// An HTTP client that keeps up to `maxConnections` connections per server (AsyncHTTPClient's default
     /// of 8 would serialise a concurrent load). Shut it down with `shutdown()` when done.
-    public static func makeHTTPClient(maxConnections: Int = 1024, connectTimeout: TimeAmount = .seconds(10)) -> HTTPClient {
+    ///
+    /// `retryConnectionEstablishment: false` fails a request at once when its server cannot be reached
+    /// (a router then tries another worker; with retries the pool backs off for up to a minute, and a worker
+    /// that came back would look dead for that long).
+    public static func makeHTTPClient(maxConnections: Int = 1024, connectTimeout: TimeAmount = .seconds(10), retryConnectionEstablishment: Bool = true) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnections)
+        configuration.connectionPool.retryConnectionEstablishment = retryConnectionEstablishment
         configuration.timeout = .init(connect: connectTimeout)
         configuration.decompression = .disabled
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)

@@ -154,7 +154,7 @@ struct RouterCommand: AsyncParsableCommand {
         options.healthCheckInterval = healthCheckInterval
         options.maxRetries = maxRetries
         options.workerAPIKey = workerAPIKey ?? apiKey
-        let client = SGLangClient.makeHTTPClient()
+        let client = SGLangClient.makeHTTPClient(retryConnectionEstablishment: false)
         let pool = WorkerPool(urls: workerURLs, options: options, httpClient: client)
         var configuration = KiteRouter.Configuration()
         configuration.host = host
