@@ -27,10 +27,11 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     private func equal(_ candidate: [UInt8]) -> Bool {
+        guard !key.isEmpty else { return false }
         var difference = UInt8(truncatingIfNeeded: candidate.count ^ key.count)
         for index in 0..<candidate.count {
-            difference |= candidate[index] ^ key[index % max(key.count, 1)]
+            difference |= candidate[index] ^ key[index % key.count]
         }
-        return difference == 0 && !key.isEmpty
+        return difference == 0
     }
 }

@@ -80,8 +80,7 @@ struct SGLangHandlers: Sendable {
         var prompts: [PreparedPrompt] = []
         for index in 0..<count {
             let parameters = body.samplingParams?.value(at: index) ?? SamplingParamsBody()
-            var sampling = try parameters.engineParameters()
-            if parameters.stopTokenIDs == nil { sampling.stopTokenIDs = [] }
+            let sampling = try parameters.engineParameters()
             var options = PromptOptions()
             options.returnLogprob = body.returnLogprob?.value(at: index) ?? false
             options.topLogprobs = body.topLogprobsNum?.value(at: index) ?? 0

@@ -98,6 +98,7 @@ struct Serve: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must be >= 0") }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
+        guard apiKey.map({ !$0.isEmpty }) ?? true else { throw ValidationError("--api-key must not be empty") }
     }
 
     func run() async throws {

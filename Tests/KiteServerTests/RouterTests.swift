@@ -112,6 +112,12 @@ extension ServerSuite {
                     #expect((after.0 - before.0 == 80 && after.1 == before.1) || (after.1 - before.1 == 80 && after.0 == before.0), "\(before) -> \(after)")
                     #expect(cached.dropFirst().allSatisfy { $0 >= 16 }, "\(cached)")
 
+                    // Streams pass through the router chunk by chunk.
+                    var last: GenerateResponseBody?
+                    let streamClient = SGLangClient(baseURL: router.url, httpClient: testHTTP)
+                    for try await chunk in streamClient.generateStream(GenerateRequestBody(inputIDs: prompt, samplingParams: SamplingParamsBody(maxNewTokens: 8, temperature: 0, ignoreEOS: true))) { last = chunk }
+                    #expect(last?.metaInfo.finishReason?.type == "length" && last?.outputIDs.count == 8)
+
                     // In process, as a rollout manager would use it.
                     let answers = try await router.pool.generate(GenerateRequestBody(inputIDs: prompt, samplingParams: SamplingParamsBody(maxNewTokens: 8, temperature: 0, ignoreEOS: true)))
                     #expect(answers.first?.metaInfo.cachedTokens ?? 0 >= 16)
