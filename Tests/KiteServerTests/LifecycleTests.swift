@@ -63,7 +63,7 @@ extension ServerSuite {
             let refused = reasons.filter { $0 == "refused" }.count
             print("SIGTERM with \(count) streams: \(finished) finished, \(aborted) aborted at the 0.5 s timeout, \(refused) arrived after SIGTERM and got 503; streams ended after \(String(format: "%.2f", ended)) s, process exited after \(String(format: "%.2f", exited)) s")
             #expect(aborted + finished + refused == count, "\(reasons.filter { $0 != "abort" && $0 != "length" && $0 != "refused" })")
-            #expect(aborted > 0 && finished > 0)
+            #expect(aborted > 0, "the timeout must cut some requests short")
             #expect(!process.isRunning)
             #expect(process.terminationStatus == 0)
             #expect(ended < 5)
