@@ -29,6 +29,7 @@ public final class EngineFrontend: Sendable {
         var inFlight = 0
         var draining = false
         var modelPath: String
+        var boundPort: Int?
     }
 
     public init(engine: InferenceEngine, tokenizer: (any EngineTokenizer)? = nil, chatRenderer: (any ChatPromptRenderer)? = nil, configuration: ServerConfiguration) {
@@ -40,6 +41,11 @@ public final class EngineFrontend: Sendable {
     }
 
     public var modelPath: String { state.withLock { $0.modelPath } }
+    /// The port the listener bound (the configured one may be 0).
+    public var port: Int {
+        get { state.withLock { $0.boundPort } ?? configuration.port }
+        set { state.withLock { $0.boundPort = newValue } }
+    }
     public var inFlightRequests: Int { state.withLock { $0.inFlight } }
     public var isDraining: Bool { state.withLock { $0.draining } }
 

@@ -60,7 +60,11 @@ public enum KiteServer {
         return Application(
             router: makeRouter(frontend: frontend),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "kite"),
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                frontend.port = port
+                await onServerRunning(port)
+            },
             logger: logger)
     }
 

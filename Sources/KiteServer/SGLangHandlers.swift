@@ -240,7 +240,7 @@ struct SGLangHandlers: Sendable {
         let statistics = await frontend.engine.statistics()
         let options = frontend.engine.options
         return jsonResponse(ServerInfoBody(
-            modelPath: frontend.modelPath, servedModelName: configuration.modelName, host: configuration.host, port: configuration.port,
+            modelPath: frontend.modelPath, servedModelName: configuration.modelName, host: configuration.host, port: frontend.port,
             contextLength: frontend.engine.contextLength, maxTotalTokens: statistics.totalBlocks * statistics.blockSize,
             maxRunningRequests: options.maxRunningRequests, maxQueuedRequests: options.maxQueuedRequests,
             chunkedPrefillSize: options.chunkedPrefillSize, pageSize: statistics.blockSize, disableRadixCache: options.disableRadixCache,

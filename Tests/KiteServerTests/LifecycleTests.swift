@@ -152,6 +152,7 @@ extension ServerSuite {
             try await withServer() { server in
                 #expect(try await send(.GET, server.url + "/health").status == 200)
                 #expect(try await send(.GET, server.url + "/health_generate").status == 200)
+                #expect(try await server.client.serverInfo().port == server.port)
                 let info = try await server.client.modelInfo()
                 #expect(info.vocabSize == 72 && info.contextLength == 128 && info.isGeneration && info.weightVersion == "0")
                 let models = try await send(.GET, server.url + "/v1/models")
