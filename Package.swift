@@ -20,6 +20,13 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // No traits: Hummingbird's default `FullFoundation` would link Foundation (and ICU) into the binary.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .target(name: "KiteJSON", swiftSettings: kernelSettings),
@@ -31,10 +38,25 @@ let package = Package(
         .target(name: "KiteTrain", dependencies: ["KiteTensor", "KiteModels", "KiteJSON"], swiftSettings: cpuSettings),
         .target(name: "KiteEngine", dependencies: ["KiteModels", "KiteTensor", "KiteTokenizers", "KiteJSON"], swiftSettings: cpuSettings),
         .target(name: "KiteRL", dependencies: ["KiteJSON", "KiteTensor", "KiteModels", "KiteEngine", "KiteTrain", "KiteTokenizers"], swiftSettings: cpuSettings),
+        .target(
+            name: "KiteServer",
+            dependencies: [
+                "KiteEngine", "KiteModels", "KiteTensor", "KiteTokenizers", "KiteJSON",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: cpuSettings
+        ),
         .executableTarget(
             name: "kite",
             dependencies: [
-                "KiteJSON", "KiteTensor", "KiteCUDA", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteEngine", "KiteTrain", "KiteRL",
+                "KiteJSON", "KiteTensor", "KiteCUDA", "KiteGGUF", "KiteTokenizers", "KiteModels", "KiteEngine", "KiteTrain", "KiteRL", "KiteServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuSettings
@@ -49,5 +71,16 @@ let package = Package(
         .testTarget(name: "KiteEngineTests", dependencies: ["KiteEngine", "KiteModels", "KiteTensor", "KiteJSON", "KiteTokenizers"]),
         .testTarget(name: "KiteRLTests", dependencies: ["KiteRL", "KiteJSON", "KiteEngine", "KiteModels", "KiteTensor", "KiteTrain"]),
         .testTarget(name: "KiteCLITests", dependencies: ["kite", "KiteJSON", "KiteModels", "KiteTensor"]),
+        .testTarget(
+            name: "KiteServerTests",
+            dependencies: [
+                "KiteServer", "KiteEngine", "KiteModels", "KiteTensor", "KiteJSON", "kite",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
     ]
 )

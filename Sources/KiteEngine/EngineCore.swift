@@ -50,8 +50,9 @@ final class EngineCore {
 
     // MARK: Admission
 
-    /// Checks a request against the model and the cache before it is queued.
-    func validate(_ request: GenerationRequest) throws(EngineError) {
+    /// Checks a request against the model and the cache before it is queued. Reads only what never changes
+    /// after init, so any thread may call it.
+    func validateStatically(_ request: GenerationRequest) throws(EngineError) {
         let vocabulary = model.config.vocabularySize
         try request.sampling.validate(vocabularySize: vocabulary)
         guard !request.promptTokens.isEmpty else { throw .invalidRequest(field: "input_ids", detail: "the prompt is empty") }
@@ -69,6 +70,11 @@ final class EngineCore {
             throw .invalidRequest(field: "top_logprobs_num", detail: "must be in 0...\(vocabulary), got \(request.topLogprobs)")
         }
         if !request.sampling.stop.isEmpty && tokenizer == nil { throw .tokenizerRequired("stop strings") }
+    }
+
+    /// All checks, including against the requests now running (engine thread only).
+    func validate(_ request: GenerationRequest) throws(EngineError) {
+        try validateStatically(request)
         guard requests[request.id] == nil else { throw .invalidRequest(field: "rid", detail: "a request with id '\(request.id)' is already running") }
     }
 

@@ -23,6 +23,8 @@ public final class InferenceEngine: @unchecked Sendable {
         var commands: [@Sendable (EngineCore) -> Void] = []
         var queued = 0
         var shutDown = false
+        /// The engine thread has exited: commands run at once on the caller's thread, under the inbox lock.
+        var stopped = false
     }
 
     public init(model: DenseTransformer, tokenizer: (any EngineTokenizer)? = nil, options: EngineOptions = EngineOptions()) throws {
@@ -51,6 +53,7 @@ public final class InferenceEngine: @unchecked Sendable {
     /// Queues a request; its events arrive on the returned stream. Invalid requests throw at once; a full
     /// queue throws `.overloaded`. Cancelling the consuming task does not abort: call `abort(requestID:)`.
     public func submit(_ request: GenerationRequest) throws(EngineError) -> AsyncThrowingStream<GenerationEvent, any Error> {
+        try core.validateStatically(request)
         let (stream, continuation) = AsyncThrowingStream<GenerationEvent, any Error>.makeStream()
         let accepted: Result<Void, EngineError> = inbox.withLock { inbox in
             if inbox.shutDown { return .failure(.shutDown) }
@@ -151,8 +154,16 @@ public final class InferenceEngine: @unchecked Sendable {
     // MARK: The engine thread
 
     private func enqueue(_ command: @escaping @Sendable (EngineCore) -> Void) {
-        inbox.withLock { $0.commands.append(command) }
-        wakeup.signal()
+        let queued = inbox.withLock { inbox in
+            // After shutdown nothing would run a queued command, and a caller awaiting it would wait forever.
+            if inbox.stopped {
+                command(core)
+                return false
+            }
+            inbox.commands.append(command)
+            return true
+        }
+        if queued { wakeup.signal() }
     }
 
     private func perform<T: Sendable>(_ body: @escaping @Sendable (EngineCore) -> T) async -> T {
@@ -168,7 +179,14 @@ public final class InferenceEngine: @unchecked Sendable {
                 return (inbox.commands, inbox.shutDown)
             }
             for command in commands { command(core) }
-            if shutDown { break }
+            if shutDown {
+                inbox.withLock { inbox in
+                    for command in inbox.commands { command(core) }
+                    inbox.commands = []
+                    inbox.stopped = true
+                }
+                break
+            }
             do {
                 if try core.step() { continue }
             } catch {

@@ -225,3 +225,20 @@ struct EngineTests {
         #expect(await rejection(GenerationRequest(id: "s", promptTokens: [1], sampling: sampling)).contains("needs a tokenizer"))
     }
 }
+
+extension EngineTests {
+    /// `submit` refuses an invalid request at once (the HTTP server answers 400 before it streams anything),
+    /// and after `shutdown` every call still returns rather than waiting for a thread that is gone.
+    @Test func submitRefusesInvalidRequestsAtOnceAndCallsAfterShutdownReturn() async throws {
+        let engine = try InferenceEngine(model: try EngineFixtures.model("qwen3"))
+        #expect(throws: EngineError.self) { _ = try engine.submit(GenerationRequest(id: "bad", promptTokens: [1, 72])) }
+        var sampling = SamplingParameters()
+        sampling.temperature = -1
+        #expect(throws: EngineError.self) { _ = try engine.submit(GenerationRequest(id: "hot", promptTokens: [1], sampling: sampling)) }
+        engine.shutdown()
+        try await Task.sleep(for: .milliseconds(50))
+        _ = await engine.statistics()
+        #expect(await engine.flushCache())
+        #expect(throws: EngineError.shutDown) { _ = try engine.submit(GenerationRequest(id: "late", promptTokens: [1])) }
+    }
+}
