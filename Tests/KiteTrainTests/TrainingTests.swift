@@ -17,9 +17,9 @@ struct TrainingTests {
     }
 
     /// Mean negative log-likelihood of next tokens, and its gradient, for a fixed packed batch.
-    func crossEntropyStep(_ model: DenseTransformer, tokens: [Int32], sequences: PackedSequences, gradients: ParameterSet) throws -> Double {
+    func crossEntropyStep(_ model: Transformer, tokens: [Int32], sequences: PackedSequences, gradients: ParameterSet) throws -> Double {
         let result = try model.forward(tokens: tokens, sequences: sequences)
-        let targets = DenseTransformer.nextTokenTargets(tokens: tokens, sequences: sequences)
+        let targets = Transformer.nextTokenTargets(tokens: tokens, sequences: sequences)
         let counted = targets.filter { $0 >= 0 }.count
         let logprobs = result.logprobs.toFloats()
         let loss = -zip(logprobs, targets).filter { $0.1 >= 0 }.map { Double($0.0) }.reduce(0, +) / Double(counted)
@@ -30,7 +30,7 @@ struct TrainingTests {
     }
 
     @Test func twoLayerModelOverfitsAFixedBatch() throws {
-        let model = try DenseTransformer.randomlyInitialized(config: try Self.tinyConfig(), seed: 3, backend: backend)
+        let model = try Transformer.randomlyInitialized(config: try Self.tinyConfig(), seed: 3, backend: backend)
         var generator = SeededGenerator(seed: 11)
         let lengths = [16, 16, 12, 20]
         let tokens = (0..<lengths.reduce(0, +)).map { _ in Int32(generator.next() % 32) }
@@ -52,7 +52,7 @@ struct TrainingTests {
     /// Central differences of the whole model's loss with respect to a sample of parameters, in fp32
     /// (step 1e-2): agreement to a few parts in a thousand is what fp32 forward passes allow.
     @Test func gradientsMatchFiniteDifferences() throws {
-        let model = try DenseTransformer.randomlyInitialized(config: try Self.tinyConfig(), seed: 5, backend: backend, standardDeviation: 0.2)
+        let model = try Transformer.randomlyInitialized(config: try Self.tinyConfig(), seed: 5, backend: backend, standardDeviation: 0.2)
         let tokens: [Int32] = [1, 5, 9, 2, 30, 7, 7, 3, 0, 12, 19]
         let sequences = PackedSequences(lengths: [6, 5])
         let gradients = try model.parameters.zerosLike(backend: backend)

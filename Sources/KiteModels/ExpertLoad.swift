@@ -1,0 +1,47 @@
+/// How many tokens each expert of each sparse layer received: the router's load balance, a training and
+/// serving metric of mixture-of-experts models.
+public struct ExpertLoad: Sendable, Equatable {
+    /// Sparse layer index to tokens per expert.
+    public var tokensPerExpert: [Int: [Int]]
+
+    public init(tokensPerExpert: [Int: [Int]] = [:]) {
+        self.tokensPerExpert = tokensPerExpert
+    }
+
+    public var isEmpty: Bool { tokensPerExpert.isEmpty }
+
+    /// Adds one dispatch's counts for `layer`.
+    public mutating func add(layer: Int, counts: [Int]) {
+        if let existing = tokensPerExpert[layer], existing.count == counts.count {
+            tokensPerExpert[layer] = zip(existing, counts).map { $0 + $1 }
+        } else {
+            tokensPerExpert[layer] = counts
+        }
+    }
+
+    public mutating func merge(_ other: ExpertLoad) {
+        for (layer, counts) in other.tokensPerExpert { add(layer: layer, counts: counts) }
+    }
+
+    /// Per layer: the busiest expert's tokens over the mean (1 is perfectly balanced; the number of experts
+    /// means one expert took everything).
+    public var imbalance: [Int: Double] {
+        tokensPerExpert.compactMapValues { counts in
+            let total = counts.reduce(0, +)
+            guard total > 0, !counts.isEmpty else { return nil }
+            return Double(counts.max() ?? 0) * Double(counts.count) / Double(total)
+        }
+    }
+
+    /// The largest per-layer imbalance (0 when nothing was routed).
+    public var maxImbalance: Double { imbalance.values.max() ?? 0 }
+
+    /// The mean per-layer imbalance (0 when nothing was routed).
+    public var meanImbalance: Double {
+        let values = imbalance.values
+        return values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
+    }
+
+    /// Token-expert assignments counted, over all layers.
+    public var assignments: Int { tokensPerExpert.values.reduce(0) { $0 + $1.reduce(0, +) } }
+}
