@@ -22,7 +22,9 @@ public struct ExpertsConfig: Sendable, Equatable {
         intermediateSize = try fields.positive("moe_intermediate_size", try fields.required("moe_intermediate_size", fields.int("moe_intermediate_size")))
         switch architecture {
         case .qwen3Moe:
-            expertCount = try fields.positive("num_experts", try fields.required("num_experts", fields.int("num_experts")))
+            // transformers 5 writes the attribute under its generic name.
+            let count = try fields.int("num_experts") ?? fields.int("num_local_experts")
+            expertCount = try fields.positive("num_experts", try fields.required("num_experts", count))
             sharedExpertCount = 0
             correctionBias = false
             routing = RoutingParameters(scoring: .softmax, topK: topK, normalize: try fields.bool("norm_topk_prob") ?? false)
@@ -30,7 +32,8 @@ public struct ExpertsConfig: Sendable, Equatable {
             let denseLayers = Set(try fields.ints("mlp_only_layers") ?? [])
             sparseLayers = (0..<layerCount).map { !denseLayers.contains($0) && ($0 + 1) % step == 0 }
         case .deepseekV2, .deepseekV3:
-            expertCount = try fields.positive("n_routed_experts", try fields.required("n_routed_experts", fields.int("n_routed_experts")))
+            let count = try fields.int("n_routed_experts") ?? fields.int("num_local_experts")
+            expertCount = try fields.positive("n_routed_experts", try fields.required("n_routed_experts", count))
             sharedExpertCount = max(0, try fields.int("n_shared_experts") ?? (architecture == .deepseekV3 ? 1 : 2))
             let firstSparse = max(0, try fields.int("first_k_dense_replace") ?? (architecture == .deepseekV3 ? 3 : 0))
             if let frequency = try fields.int("moe_layer_freq"), frequency != 1 {
