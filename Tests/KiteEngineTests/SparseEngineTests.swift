@@ -60,6 +60,25 @@ struct SparseEngineTests {
         #expect(!statistics.expertLoad.isEmpty && statistics.expertLoad.maxImbalance >= 1)
     }
 
+    /// An engine serving a block-scaled fp8 checkpoint as fp8 (dequantised where used) generates what the
+    /// training forward of the same checkpoint dequantised on load chooses; a weight sync from that trainer
+    /// quantises online and changes nothing.
+    @Test func fp8WeightsServeAsTheirDequantisedValues() async throws {
+        let directory = EngineFixtures.root.appendingPathComponent("fp8/quantized").path
+        let backend = CPUBackend(threads: 2)
+        let trainer = try Transformer.load(directory: directory, backend: backend)
+        let served = try Transformer.load(directory: directory, backend: backend, options: ModelLoadOptions(keepQuantizedWeights: true))
+        let engine = try InferenceEngine(model: served)
+        defer { engine.shutdown() }
+        let prompt = EngineFixtures.prompt(length: 7, seed: 3, vocabulary: trainer.config.vocabularySize)
+        let expected = try Self.trainingGreedy(trainer, prompt: prompt, count: 10)
+        let first = try await engine.generate(GenerationRequest(id: "a", promptTokens: prompt, sampling: EngineFixtures.greedy(maxNewTokens: 10)))
+        #expect(first.first?.outputTokens == expected)
+        try await InProcessSync.copy(trainer, into: engine, version: "1")
+        let second = try await engine.generate(GenerationRequest(id: "b", promptTokens: prompt, sampling: EngineFixtures.greedy(maxNewTokens: 10)))
+        #expect(second.first?.outputTokens == expected && second.first?.weightVersion == "1")
+    }
+
     /// The engine sizes its cache from the model's layout: one `[latent | rotary key]` row per token and layer.
     @Test func latentCacheTakesCompressedRows() async throws {
         let deepseek = try InferenceEngine(model: try Self.model("deepseek_v3"))
@@ -69,5 +88,12 @@ struct SparseEngineTests {
         let qwen = try InferenceEngine(model: try Self.model("qwen3_moe"))
         defer { qwen.shutdown() }
         #expect(await qwen.statistics().cacheBytesPerToken == 3 * 2 * (2 * 8) * 4)
+    }
+}
+
+/// The colocated weight sync, as the RL loop's in-process rollout engine does it.
+enum InProcessSync {
+    static func copy(_ trainer: any CausalLanguageModel, into engine: InferenceEngine, version: String) async throws {
+        try await engine.updateWeights(version: version) { target in try WeightSync.copy(from: trainer, into: target) }
     }
 }

@@ -100,14 +100,7 @@ public struct ModelConfig: Sendable, Equatable {
         default: experts = nil
         }
         multiTokenPredictionLayers = max(0, try field("num_nextn_predict_layers", int) ?? 0)
-        if let quantization = object["quantization_config"], !quantization.isNull {
-            guard let quantizationObject = quantization.objectValue else {
-                throw ModelError.config(path: source, field: "quantization_config", detail: "expected an object, found \(quantization.typeName)")
-            }
-            self.quantization = try BlockQuantization(fields: ConfigFields(object: quantizationObject, source: source, path: "quantization_config."))
-        } else {
-            quantization = nil
-        }
+        quantization = try Self.quantization(of: object, source: source)
         guard headDim % 2 == 0 else { throw ModelError.config(path: source, field: "head_dim", detail: "must be even for RoPE, got \(headDim)") }
         rmsNormEpsilon = Float(try field("rms_norm_eps", double) ?? 1e-6)
         maxPositionEmbeddings = try positive("max_position_embeddings", try field("max_position_embeddings", int) ?? 2048)
