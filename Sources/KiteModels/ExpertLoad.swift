@@ -44,4 +44,24 @@ public struct ExpertLoad: Sendable, Equatable {
 
     /// Token-expert assignments counted, over all layers.
     public var assignments: Int { tokensPerExpert.values.reduce(0) { $0 + $1.reduce(0, +) } }
+
+    /// Experts that received no token, summed over layers.
+    public var idleExperts: Int { tokensPerExpert.values.reduce(0) { $0 + $1.filter { $0 == 0 }.count } }
+
+    /// Named scalars for the metrics log: `<prefix>/expert_load_imbalance_max` and `_mean`,
+    /// `<prefix>/expert_idle_count`, and `<prefix>/expert_load_imbalance/layer_N` per sparse layer.
+    /// Empty when nothing was routed.
+    public func metrics(prefix: String) -> [(name: String, value: Double)] {
+        let perLayer = imbalance
+        guard !perLayer.isEmpty else { return [] }
+        var result: [(name: String, value: Double)] = [
+            (prefix + "/expert_load_imbalance_max", maxImbalance),
+            (prefix + "/expert_load_imbalance_mean", meanImbalance),
+            (prefix + "/expert_idle_count", Double(idleExperts)),
+        ]
+        for layer in perLayer.keys.sorted() {
+            result.append((prefix + "/expert_load_imbalance/layer_\(layer)", perLayer[layer] ?? 0))
+        }
+        return result
+    }
 }

@@ -124,3 +124,20 @@ struct SparseModelTests {
         #expect(model.takeExpertLoad().isEmpty)
     }
 }
+
+/// The router-load metric on hand-made counts.
+struct ExpertLoadTests {
+    @Test func imbalanceIsTheBusiestExpertOverTheMean() {
+        var load = ExpertLoad()
+        load.add(layer: 1, counts: [4, 4, 4, 4])
+        load.add(layer: 2, counts: [10, 2, 0, 0])
+        load.add(layer: 2, counts: [2, 2, 0, 0])
+        #expect(load.tokensPerExpert[2] == [12, 4, 0, 0])
+        #expect(load.imbalance == [1: 1, 2: 3])
+        #expect(load.maxImbalance == 3 && load.meanImbalance == 2 && load.assignments == 32 && load.idleExperts == 2)
+        let metrics = load.metrics(prefix: "train")
+        #expect(metrics.map(\.name) == ["train/expert_load_imbalance_max", "train/expert_load_imbalance_mean", "train/expert_idle_count",
+                                        "train/expert_load_imbalance/layer_1", "train/expert_load_imbalance/layer_2"])
+        #expect(ExpertLoad().metrics(prefix: "train").isEmpty)
+    }
+}
