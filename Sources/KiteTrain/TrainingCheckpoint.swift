@@ -68,15 +68,18 @@ public enum TrainingCheckpoint {
         return directory
     }
 
-    /// Writes the model as a Hugging Face directory: config.json, model.safetensors (fp32 weights and the
-    /// buffers saved with them), extra files.
+    /// Writes the model as a Hugging Face directory: config.json, model.safetensors (the weights as held,
+    /// fp32 for a trained model, and the buffers saved with them), extra files.
     public static func exportHuggingFace(model: any CausalLanguageModel, to directory: String, extraFiles: [(name: String, contents: [UInt8])] = []) throws {
         try FileText.makeDirectory(directory)
         var config = model.config.json
         config["torch_dtype"] = "float32"
         config["dtype"] = nil
-        // The weights written are fp32 whatever the checkpoint they came from held.
-        config["quantization_config"] = nil
+        // Weights held in fp32 are written in fp32, whatever the checkpoint they came from held; fp8 weights
+        // (an engine's) are written with their scales, so their quantization_config stays.
+        if !model.parameters.entries.contains(where: { $0.tensor.dtype == .fp8e4m3 || $0.tensor.dtype == .fp8e5m2 }) {
+            config["quantization_config"] = nil
+        }
         config["architectures"] = [.string(architectureClassName(model.config.architecture))]
         try FileText.writeAtomically(directory + "/config.json", text: JSONValue.object(config).serialized(JSONWriteOptions(ensureASCII: false, indent: 2)))
         var tensors: [(name: String, tensor: Tensor)] = []

@@ -93,7 +93,8 @@ extension Transformer {
         }
         let values = try backend.upload(try checkpoint.tensor(name, as: entry.dtype))
         let scales = try backend.upload(try checkpoint.tensor(scaleName, as: .f32))
-        if options.keepQuantizedWeights { return (values, scales) }
+        // Only projections have fp8 code paths; anything else stored as fp8 is dequantised whatever the options.
+        if options.keepQuantizedWeights && CheckpointConversion.quantizes(name, shape: shape) { return (values, scales) }
         return (try backend.blockDequantize(values: values, scales: scales, blockSize: block, to: .f32), nil)
     }
 }

@@ -12,8 +12,9 @@ public protocol KeyValueCache: AnyObject {
     func attend(layer: Int, query: Tensor, key: Tensor, value: Tensor, scale: Float, backend: any Backend) throws -> Tensor
     /// Latent attention's cache: stores `key` `[T, 1, width]`, one row per token that is both its key and its
     /// value, and returns causal attention `[T, heads, width]` of `query` `[T, heads, width]` over the cached
-    /// rows (the caller keeps the value columns it needs). The default stores the row as key and as value
-    /// through `attend`; a cache whose key and value tensors are one tensor stores it once.
+    /// rows (the caller keeps the value columns it needs). The default hands the row to `attend` as key and
+    /// as value; a cache whose value tensors are its key tensors (the engine's paged cache for a layout with
+    /// no value rows) thereby holds it once.
     func attendLatent(layer: Int, query: Tensor, key: Tensor, scale: Float, backend: any Backend) throws -> Tensor
 }
 
