@@ -440,6 +440,7 @@ final class EngineCore {
             cachedBlocks: prefixCache?.cachedBlockCount ?? 0, peakUsedBlocks: pool.peakUsedCount, blockSize: pool.blockSize, memoryReleased: memoryReleased,
             weightVersion: weightVersion, steps: counters.steps, generatedTokens: counters.generated,
             prefilledTokens: counters.prefilled, cachedPromptTokens: counters.cachedPrompt, preemptions: counters.preemptions,
-            cacheBytesPerToken: model.cacheLayout.bytesPerToken(.f32), expertLoad: expertLoad)
+            cacheBytesPerToken: model.cacheLayout.bytesPerToken(.f32),
+            weightBytes: (model.parameters.entries + model.buffers.entries).reduce(0) { $0 + $1.tensor.byteCount }, expertLoad: expertLoad)
     }
 }

@@ -43,6 +43,8 @@ public struct EngineStatistics: Sendable, Equatable {
     public var preemptions: Int
     /// Bytes of key/value cache one token takes over all layers (latent attention keeps far fewer).
     public var cacheBytesPerToken: Int = 0
+    /// Bytes of the served weights and their buffers (fp8 weights take a quarter of fp32's).
+    public var weightBytes: Int = 0
     /// Tokens routed to each expert since start, per sparse layer (empty for dense models).
     public var expertLoad: ExpertLoad = ExpertLoad()
 }

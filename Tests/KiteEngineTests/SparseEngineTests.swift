@@ -72,6 +72,9 @@ struct SparseEngineTests {
         defer { engine.shutdown() }
         let prompt = EngineFixtures.prompt(length: 7, seed: 3, vocabulary: trainer.config.vocabularySize)
         let expected = try Self.trainingGreedy(trainer, prompt: prompt, count: 10)
+        // The projections take a byte per weight instead of four.
+        let fp32Bytes = (trainer.parameters.entries + trainer.buffers.entries).reduce(0) { $0 + $1.tensor.byteCount }
+        #expect(await engine.statistics().weightBytes < fp32Bytes / 2)
         let first = try await engine.generate(GenerationRequest(id: "a", promptTokens: prompt, sampling: EngineFixtures.greedy(maxNewTokens: 10)))
         #expect(first.first?.outputTokens == expected)
         try await InProcessSync.copy(trainer, into: engine, version: "1")
