@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import KiteJSON
 import KiteModels
 import KiteTensor
 
@@ -49,5 +50,27 @@ struct RealConfigTests {
         #expect(experts.routing == RoutingParameters(scoring: .softmax, topK: 8, normalize: true))
         #expect(experts.sharedExpertCount == 0 && !experts.correctionBias && Transformer.bufferShapes(config).isEmpty)
         #expect(abs(config.attentionScale - 1 / Float(128).squareRoot()) < 1e-9)
+    }
+
+    /// A field that cannot describe a supported model is named in the error.
+    @Test func malformedSparseConfigsNameTheField() throws {
+        let path = Fixtures.root.appendingPathComponent("configs/deepseek_v3.json").path
+        let original = try #require(try JSONValue(parsing: try String(contentsOfFile: path, encoding: .utf8)).objectValue)
+        func message(_ edit: (inout JSONObject) -> Void) -> String {
+            var object = original
+            edit(&object)
+            do { _ = try ModelConfig(json: object, source: "c.json"); return "no error" } catch { return "\(error)" }
+        }
+        #expect(message { $0["scoring_func"] = "softmax" } == "c.json: field 'scoring_func': DeepSeek-V3 routing scores with 'sigmoid', got 'softmax'")
+        #expect(message { $0["kv_lora_rank"] = nil } == "c.json: field 'kv_lora_rank': missing")
+        #expect(message { $0["moe_layer_freq"] = 2 }.hasPrefix("c.json: field 'moe_layer_freq': only 1"))
+        #expect(message { $0["n_group"] = 3 }.hasPrefix("c.json: field 'num_experts_per_tok': router: top-k 8, 3 groups"))
+        #expect(message { $0["qk_rope_head_dim"] = 63 } == "c.json: field 'qk_rope_head_dim': must be even for RoPE, got 63")
+        #expect(message { $0["quantization_config"] = ["quant_method": "compressed-tensors"] } == "c.json: field 'quantization_config.quant_method': only block-scaled 'fp8' checkpoints are supported, got 'compressed-tensors'")
+        #expect(message { $0["quantization_config"] = ["quant_method": "fp8"] } == "c.json: field 'quantization_config.weight_block_size': missing: per-tensor fp8 scales are not supported, only block scales")
+        #expect(message {
+            $0["model_type"] = "deepseek_v2"
+            $0["topk_method"] = "noaux_tc"
+        } == "c.json: field 'topk_method': unsupported 'noaux_tc'; supported: greedy, group_limited_greedy")
     }
 }

@@ -15,7 +15,8 @@ struct ConfigFields {
     /// An array of integers, or nil when absent or null.
     func ints(_ key: String) throws -> [Int]? {
         guard let value = object[key], !value.isNull else { return nil }
-        guard let items = value.arrayValue, let numbers = Optional(items.compactMap(\.intValue)), numbers.count == items.count else {
+        let numbers = value.arrayValue?.compactMap(\.intValue)
+        guard let numbers, numbers.count == value.arrayValue?.count else {
             throw failure(key, "expected an array of integers, found \(value.typeName)")
         }
         return numbers
