@@ -20,7 +20,7 @@ struct DemoCommand: AsyncParsableCommand {
     var seconds: Double = 240
 
     @Option(help: "Supervised warm-up steps before GRPO.")
-    var warmupSteps: Int = 150
+    var warmupSteps: Int = 180
 
     @Option(help: "Random seed of data, initial weights and sampling.")
     var seed: UInt64 = 1
@@ -33,6 +33,9 @@ struct DemoCommand: AsyncParsableCommand {
 
     @Option(help: "Optimizer steps per rollout (--num-steps-per-rollout).")
     var stepsPerRollout: Int = 4
+
+    @Option(help: "Gradient clipping for GRPO (--clip-grad); 0 turns it off.")
+    var clipGrad: Double = 1.0
 
     @Option(help: "Threads (default: KITE_NUM_THREADS or every core).")
     var threads: Int?
@@ -57,6 +60,7 @@ struct DemoCommand: AsyncParsableCommand {
         options.promptsPerIteration = promptsPerRollout
         options.overSamplingBatchSize = 2 * promptsPerRollout
         options.stepsPerRollout = stepsPerRollout
+        options.clipGradient = clipGrad
         let result = try await Demo.run(options) { line in
             print(line)
             // Progress lines go out as they happen, also into a pipe or a file.

@@ -92,3 +92,32 @@ public final class PromptDataset: @unchecked Sendable {
         order = permutation(epoch: saved.epoch)
     }
 }
+
+extension PromptRecord {
+    /// The record as JSON, for checkpoints that carry unfinished groups.
+    public var json: JSONValue {
+        var object: JSONObject = [
+            "index": .int(index), "prompt": prompt, "prompt_tokens": .array(promptTokens.map { .int(Int($0)) }),
+            "prompt_text": .string(promptText), "metadata": .object(metadata),
+        ]
+        if let label { object["label"] = label }
+        if let tools { object["tools"] = tools }
+        return .object(object)
+    }
+
+    public init(json: JSONValue, source: String) throws(RLError) {
+        guard let index = json["index"]?.intValue, let prompt = json["prompt"], let tokens = json["prompt_tokens"]?.arrayValue,
+            let text = json["prompt_text"]?.stringValue
+        else {
+            throw .invalidSample(sample: source, field: "prompt record", message: "expected index, prompt, prompt_tokens and prompt_text")
+        }
+        var ids: [Int32] = []
+        for token in tokens {
+            guard let id = token.intValue, let narrow = Int32(exactly: id) else {
+                throw .invalidSample(sample: source, field: "prompt_tokens", message: "expected token ids")
+            }
+            ids.append(narrow)
+        }
+        self.init(index: index, prompt: prompt, promptTokens: ids, promptText: text, label: json["label"], metadata: json["metadata"]?.objectValue ?? JSONObject(), tools: json["tools"])
+    }
+}

@@ -8,7 +8,7 @@ import KiteTrain
 /// warm-up, then by GRPO with dynamic sampling. Defaults follow ../shared/reference/demo-recipe.md.
 public struct DemoOptions: Sendable {
     public var seed: UInt64 = 1
-    public var warmupSteps = 150
+    public var warmupSteps = 180
     public var warmupBatchSize = 64
     public var warmupLearningRate = 1e-3
     /// GRPO stops after this many seconds (or `maxIterations`).
@@ -20,6 +20,8 @@ public struct DemoOptions: Sendable {
     public var learningRate = 5e-4
     /// Optimizer steps per rollout (`--num-steps-per-rollout`): each takes an equal share of the groups.
     public var stepsPerRollout = 4
+    /// `--clip-grad` for GRPO; 0 turns clipping off.
+    public var clipGradient = 1.0
     public var evaluationInterval: Double = 20
     public var heldOutPrompts = 300
     public var threads: Int?
@@ -135,7 +137,11 @@ public enum Demo {
         let manager = try RolloutManager(
             engine: rolloutEngine, dataset: try PromptDataset(records: trainingRecords, shuffle: true, seed: options.seed),
             reward: try RuleReward(rmType: SyntheticTask.arithmetic.rawValue), options: rollout)
-        let policy = try PolicyTrainer(model: model, optimizer: AdamWConfig(), schedule: LearningRateSchedule(maxLR: options.learningRate, decaySteps: 1), clipGradient: 1.0)
+        // The warm-up's optimizer carries on, with its moments: a fresh AdamW's first bias-corrected steps
+        // would move every weight by about the learning rate and undo part of the warm-up.
+        let policy = warmup
+        policy.schedule = LearningRateSchedule(maxLR: options.learningRate, decaySteps: 1)
+        policy.clipGradient = options.clipGradient
         var optimization = PolicyOptimizationOptions()
         optimization.useRolloutLogprobs = true
         optimization.numStepsPerRollout = options.stepsPerRollout
@@ -148,6 +154,7 @@ public enum Demo {
         var nextEvaluation = options.evaluationInterval
         var iteration = 0
         var rewardWindow: [Double] = []
+        var normWindow: [Double] = []
         var version = 0
         var split = (rollout: 0.0, train: 0.0, sync: 0.0)
         while MonotonicClock.seconds() - grpoStart < options.grpoSeconds && iteration < (options.maxIterations ?? .max) {
@@ -155,7 +162,9 @@ public enum Demo {
             let result = try await manager.generate(rolloutID: iteration)
             rewardWindow.append(result.metrics.first { $0.name == "rollout/reward_mean" }?.value ?? 0)
             let t1 = MonotonicClock.seconds()
-            _ = try optimizer.train(groups: result.groups, samplesPerPrompt: options.samplesPerPrompt)
+            for step in try optimizer.train(groups: result.groups, samplesPerPrompt: options.samplesPerPrompt) {
+                normWindow.append(step.step.gradientNorm)
+            }
             let t2 = MonotonicClock.seconds()
             version += 1
             try await rolloutEngine.updateWeights(from: model, version: String(version))
@@ -166,7 +175,8 @@ public enum Demo {
             let elapsed = MonotonicClock.seconds() - grpoStart
             if elapsed >= nextEvaluation {
                 let stats = await engine.statistics()
-                log("engine: \(stats.steps) steps, \(stats.generatedTokens) generated, \(stats.prefilledTokens) prefilled, \(stats.preemptions) preemptions")
+                log("engine: \(stats.steps) steps, \(stats.generatedTokens) generated, \(stats.prefilledTokens) prefilled; mean gradient norm \(NumberFormatting.fixed(normWindow.reduce(0, +) / Double(max(normWindow.count, 1)), 3))")
+                normWindow = []
                 let current = try await accuracy()
                 let reward = rewardWindow.reduce(0, +) / Double(max(rewardWindow.count, 1))
                 rewardWindow = []

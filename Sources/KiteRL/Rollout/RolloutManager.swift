@@ -84,12 +84,31 @@ public final class RolloutManager: @unchecked Sendable {
         self.options = options
     }
 
-    /// The counters a checkpoint saves, and their restoration.
-    public var state: JSONValue { ["next_sample_index": .int(nextSampleIndex), "next_group_index": .int(nextGroupIndex)] }
+    /// What a checkpoint saves: the counters and the groups carried to the next rollout.
+    public var state: JSONValue {
+        [
+            "next_sample_index": .int(nextSampleIndex), "next_group_index": .int(nextGroupIndex),
+            "carried": .array(carried.map { group in
+                ["record": group.record.json, "group_index": .int(group.groupIndex), "samples": .array(group.samples.map(\.json)), "complete": .bool(group.complete)]
+            }),
+        ]
+    }
 
-    public func restore(state: JSONValue) {
-        nextSampleIndex = state["next_sample_index"]?.intValue ?? 0
-        nextGroupIndex = state["next_group_index"]?.intValue ?? 0
+    public func restore(state: JSONValue, source: String) throws(RLError) {
+        guard let sampleIndex = state["next_sample_index"]?.intValue, let groupIndex = state["next_group_index"]?.intValue else {
+            throw .invalidSample(sample: source, field: "rollout_manager", message: "expected next_sample_index and next_group_index")
+        }
+        nextSampleIndex = sampleIndex
+        nextGroupIndex = groupIndex
+        carried = []
+        for (position, group) in (state["carried"]?.arrayValue ?? []).enumerated() {
+            guard let record = group["record"], let index = group["group_index"]?.intValue else {
+                throw .invalidSample(sample: source, field: "carried[\(position)]", message: "expected record and group_index")
+            }
+            var samples: [Sample] = []
+            for (i, sample) in (group["samples"]?.arrayValue ?? []).enumerated() { samples.append(try Sample(json: sample, position: i)) }
+            carried.append(PendingGroup(record: try PromptRecord(json: record, source: source), groupIndex: index, samples: samples, complete: group["complete"]?.boolValue ?? false))
+        }
     }
 
     private enum Outcome: Sendable {
