@@ -4,7 +4,7 @@ import KiteTensor
 /// The engine's state and its step: which sequences run, their cache blocks, the forward, sampling and
 /// stopping. Used from the engine's own thread only (`InferenceEngine` serialises everything onto it).
 final class EngineCore {
-    let model: DenseTransformer
+    let model: any CausalLanguageModel
     let tokenizer: (any EngineTokenizer)?
     let options: EngineOptions
     let contextLength: Int
@@ -19,8 +19,9 @@ final class EngineCore {
     var weightVersion = "0"
     private var arrivals: UInt64 = 0
     private var counters = (steps: 0, generated: 0, prefilled: 0, cachedPrompt: 0, preemptions: 0)
+    private var expertLoad = ExpertLoad()
 
-    init(model: DenseTransformer, tokenizer: (any EngineTokenizer)?, options: EngineOptions) throws {
+    init(model: any CausalLanguageModel, tokenizer: (any EngineTokenizer)?, options: EngineOptions) throws {
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
@@ -29,7 +30,7 @@ final class EngineCore {
         guard options.blockSize > 0, options.chunkedPrefillSize > 0, options.maxRunningRequests > 0 else {
             throw EngineError.invalidRequest(field: "engine options", detail: "block size, chunked prefill size and max running requests must be positive")
         }
-        let bytesPerToken = config.layerCount * config.keyValueHeads * config.headDim * 2 * 4
+        let bytesPerToken = model.cacheLayout.bytesPerToken(.f32)
         let totalTokens = options.maxTotalTokens ?? max(options.blockSize, options.memoryBudgetBytes / max(bytesPerToken, 1))
         let blockCount = totalTokens / options.blockSize
         guard blockCount >= 1 else {
@@ -42,10 +43,16 @@ final class EngineCore {
 
     var slotCount: Int { pool.blockCount * pool.blockSize }
 
+    /// One key and one value tensor per layer, shaped as the model's cache layout says; when key rows double
+    /// as values (latent attention), the value tensors are the key tensors.
     private func allocateCaches() throws {
-        let config = model.config
-        keyCaches = try (0..<config.layerCount).map { _ in try model.backend.zeros([slotCount, config.keyValueHeads, config.headDim], dtype: .f32) }
-        valueCaches = try (0..<config.layerCount).map { _ in try model.backend.zeros([slotCount, config.keyValueHeads, config.headDim], dtype: .f32) }
+        let layout = model.cacheLayout
+        keyCaches = try (0..<layout.layerCount).map { _ in try model.backend.zeros([slotCount, layout.keyHeads, layout.keyWidth], dtype: .f32) }
+        if let values = layout.values {
+            valueCaches = try (0..<layout.layerCount).map { _ in try model.backend.zeros([slotCount, values.heads, values.width], dtype: .f32) }
+        } else {
+            valueCaches = keyCaches
+        }
     }
 
     // MARK: Admission
@@ -227,6 +234,7 @@ final class EngineCore {
             keyCaches: keyCaches, valueCaches: valueCaches, slots: slots, blockTables: chunks.map(\.sequence.blockTable),
             blockSize: size, contextLengths: chunks.map { $0.start + $0.count }, queries: PackedSequences(lengths: chunks.map(\.count)))
         let hidden = try model.forwardHidden(tokens: tokens, positions: positions, cache: cache)
+        expertLoad.merge(model.takeExpertLoad())
 
         var logitRows: [Int32] = []
         var sampled: [SequenceState] = []
@@ -280,9 +288,9 @@ final class EngineCore {
                 let source = leader.blockTable[fullBlocks]
                 let sources = (0..<Int32(size)).map { source * Int32(size) + $0 }
                 let destinations = (0..<Int32(size)).map { copy * Int32(size) + $0 }
-                for layer in 0..<model.config.layerCount {
+                for layer in 0..<keyCaches.count {
                     try model.backend.copyRows(keyCaches[layer], from: sources, to: destinations)
-                    try model.backend.copyRows(valueCaches[layer], from: sources, to: destinations)
+                    if model.cacheLayout.values != nil { try model.backend.copyRows(valueCaches[layer], from: sources, to: destinations) }
                 }
                 table.append(copy)
             }
@@ -437,6 +445,8 @@ final class EngineCore {
             runningSequences: running.count, waitingSequences: waiting.count, totalBlocks: pool.blockCount, freeBlocks: pool.freeCount,
             cachedBlocks: prefixCache?.cachedBlockCount ?? 0, peakUsedBlocks: pool.peakUsedCount, blockSize: pool.blockSize, memoryReleased: memoryReleased,
             weightVersion: weightVersion, steps: counters.steps, generatedTokens: counters.generated,
-            prefilledTokens: counters.prefilled, cachedPromptTokens: counters.cachedPrompt, preemptions: counters.preemptions)
+            prefilledTokens: counters.prefilled, cachedPromptTokens: counters.cachedPrompt, preemptions: counters.preemptions,
+            cacheBytesPerToken: model.cacheLayout.bytesPerToken(.f32),
+            weightBytes: (model.parameters.entries + model.buffers.entries).reduce(0) { $0 + $1.tensor.byteCount }, expertLoad: expertLoad)
     }
 }

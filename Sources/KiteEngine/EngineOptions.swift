@@ -1,3 +1,5 @@
+import KiteModels
+
 /// Capacity and scheduling knobs, named after SGLang's server flags.
 public struct EngineOptions: Sendable, Equatable {
     /// Tokens per cache block.
@@ -39,4 +41,10 @@ public struct EngineStatistics: Sendable, Equatable {
     public var prefilledTokens: Int
     public var cachedPromptTokens: Int
     public var preemptions: Int
+    /// Bytes of key/value cache one token takes over all layers (latent attention keeps far fewer).
+    public var cacheBytesPerToken: Int = 0
+    /// Bytes of the served weights and their buffers (fp8 weights take a quarter of fp32's).
+    public var weightBytes: Int = 0
+    /// Tokens routed to each expert since start, per sparse layer (empty for dense models).
+    public var expertLoad: ExpertLoad = ExpertLoad()
 }

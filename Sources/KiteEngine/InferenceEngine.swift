@@ -11,7 +11,7 @@ import Glibc
 /// All model work happens on one dedicated thread, so a long forward never blocks the caller's tasks.
 /// Requests, aborts and control calls are queued to that thread and applied between steps.
 public final class InferenceEngine: @unchecked Sendable {
-    public let model: DenseTransformer
+    public let model: any CausalLanguageModel
     public let tokenizer: (any EngineTokenizer)?
     public let options: EngineOptions
     private let core: EngineCore
@@ -27,7 +27,7 @@ public final class InferenceEngine: @unchecked Sendable {
         var stopped = false
     }
 
-    public init(model: DenseTransformer, tokenizer: (any EngineTokenizer)? = nil, options: EngineOptions = EngineOptions()) throws {
+    public init(model: any CausalLanguageModel, tokenizer: (any EngineTokenizer)? = nil, options: EngineOptions = EngineOptions()) throws {
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
@@ -126,7 +126,7 @@ public final class InferenceEngine: @unchecked Sendable {
 
     /// Applies new weights between steps: `update` writes the model's parameters (a copy from the trainer,
     /// or a checkpoint read from disk); cached prefixes are dropped and running sequences recompute theirs.
-    public func updateWeights(version: String, _ update: @escaping @Sendable (DenseTransformer) throws -> Void) async throws {
+    public func updateWeights(version: String, _ update: @escaping @Sendable (any CausalLanguageModel) throws -> Void) async throws {
         try await perform { core in
             Result {
                 try update(core.model)

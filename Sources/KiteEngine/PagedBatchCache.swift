@@ -2,7 +2,9 @@ import KiteModels
 import KiteTensor
 
 /// The paged cache as one forward step sees it: where each row's keys and values go, and which blocks hold
-/// each sequence's context. Implements the model's `KeyValueCache` with the backend's paged ops.
+/// each sequence's context. Implements the model's `KeyValueCache` with the backend's paged ops. For latent
+/// attention (a layout with no value rows) `valueCaches` are the key tensors themselves, so `attendLatent`'s
+/// default stores each row once and reads it as key and as value.
 final class PagedBatchCache: KeyValueCache {
     let keyCaches: [Tensor]
     let valueCaches: [Tensor]

@@ -118,14 +118,14 @@ public final class EngineFrontend: Sendable {
     /// the model between two engine steps.
     func updateWeights(fromDisk path: String, version: String?) async throws(APIError) -> String {
         let model = engine.model
-        let loaded: DenseTransformer
+        let loaded: any CausalLanguageModel
         do {
             loaded = try await Self.offloaded { try ModelLoading.load(path: path, backend: model.backend) }
         } catch {
             throw APIError.badRequest("cannot load weights from '\(path)': \(error)", param: "model_path")
         }
-        let expected = DenseTransformer.parameterShapes(model.config)
-        let found = DenseTransformer.parameterShapes(loaded.config)
+        let expected = Transformer.parameterShapes(model.config)
+        let found = Transformer.parameterShapes(loaded.config)
         guard expected.map(\.0) == found.map(\.0), expected.map(\.1) == found.map(\.1) else {
             throw APIError.badRequest("the checkpoint at '\(path)' has a different architecture than the served model", param: "model_path")
         }
@@ -133,9 +133,7 @@ public final class EngineFrontend: Sendable {
         let newVersion = version ?? current
         do {
             try await engine.updateWeights(version: newVersion) { target in
-                for (name, tensor) in loaded.parameters.entries {
-                    try target.backend.copy(tensor, into: try target.parameters.require(name))
-                }
+                try WeightSync.copy(from: loaded, into: target)
             }
         } catch {
             throw APIError(status: .internalServerError, message: "updating the weights failed: \(error)")

@@ -6,9 +6,10 @@ import KiteTokenizers
 
 /// Where `kite serve --model` and `/update_weights_from_disk` read weights and tokenizers from.
 public enum ModelLoading {
-    /// A Hugging Face directory (config.json + safetensors) or a `.gguf` file.
-    public static func load(path: String, backend: any Backend) throws -> DenseTransformer {
-        try DenseTransformer.load(path: path, backend: backend)
+    /// A Hugging Face directory (config.json + safetensors, any architecture `LanguageModels` builds) or a
+    /// `.gguf` file.
+    public static func load(path: String, backend: any Backend) throws -> any CausalLanguageModel {
+        try LanguageModels.load(path: path, backend: backend)
     }
 
     /// The tokenizer that goes with a model: the GGUF's own, or a directory's `tokenizer.json`; nil when the

@@ -92,6 +92,52 @@ public protocol Backend: AnyObject, Sendable {
     /// Rows `rows` of `x` `[N, ...]`, stacked.
     func gatherRows(_ x: Tensor, rows: [Int32]) throws -> Tensor
 
+    // MARK: Column slices
+
+    /// Splits the last dimension of `x` `[..., C]` into consecutive parts of `widths` (summing to `C`); part `i`
+    /// has `x`'s leading shape and last dimension `widths[i]`. With `summingGroups`, the rows of part `i` (every
+    /// dimension but the last, flattened) are summed over runs of `summingGroups[i]` consecutive rows, and a
+    /// part with a group above 1 is `[rows / group, widths[i]]`: the backward of a part that
+    /// `concatenateColumns` broadcast.
+    func splitColumns(_ x: Tensor, widths: [Int], summingGroups: [Int]?) throws -> [Tensor]
+    /// Joins parts along the last dimension. Each part is `[rows_i, width_i]` with its leading dimensions
+    /// flattened; the result has the leading shape of the first part with the most rows `R`, and a part with
+    /// `R / g` rows is broadcast, each of its rows serving `g` consecutive result rows (one key shared by
+    /// every head).
+    func concatenateColumns(_ parts: [Tensor]) throws -> Tensor
+    /// `x` `[..., C]` to `[..., columns.count]` with `y[..., j] = x[..., columns[j]]` (how RoPE's interleaved
+    /// pairs are brought next to each other, and back).
+    func gatherColumns(_ x: Tensor, columns: [Int]) throws -> Tensor
+    /// `[A, B, ...]` to `[B, A, ...]`: swaps the two leading dimensions (tokens-major to heads-major and back,
+    /// around per-head products). Its own backward.
+    func swapLeadingDimensions(_ x: Tensor) throws -> Tensor
+
+    // MARK: Mixture of experts
+
+    /// For each row of router `logits` `[T, E]`, the `parameters.topK` chosen experts (i32 `[T, k]`, in
+    /// descending order of their selection score) and their gate weights (f32 `[T, k]`), as described by
+    /// `RoutingParameters`. `correctionBias` `[E]` shifts the scores used for the choice only.
+    func route(logits: Tensor, correctionBias: Tensor?, parameters: RoutingParameters) throws -> (weights: Tensor, experts: Tensor)
+    /// d(loss)/d(logits) `[T, E]` given d(loss)/d(weights) `[T, k]`; the choice itself is not differentiated.
+    func routeBackward(dWeights: Tensor, logits: Tensor, experts: Tensor, parameters: RoutingParameters) throws -> Tensor
+    /// Groups the rows of `x` `[T, D]` by expert: returns `[T * k, D]` holding token `t`'s row once for each of
+    /// its `k` experts (`experts` i32 `[T, k]`), sorted by expert and by token within an expert, and the plan
+    /// that `combine` and the grouped products use.
+    func dispatch(_ x: Tensor, experts: Tensor, expertCount: Int) throws -> (rows: Tensor, plan: ExpertDispatch)
+    /// `y[t] = sum_j weights[t, j] * rows[position(t, j)]` `[T, D]`, from dispatched rows `[T * k, D]`; nil
+    /// weights count 1 each, which makes `combine` the backward of `dispatch`.
+    func combine(_ rows: Tensor, weights: Tensor?, plan: ExpertDispatch) throws -> Tensor
+    /// Gradients of `combine` with weights: `dRows[position(t, j)] = weights[t, j] * dOutput[t]` and
+    /// `dWeights[t, j] = dOutput[t] . rows[position(t, j)]`.
+    func combineBackward(dOutput: Tensor, rows: Tensor, weights: Tensor, plan: ExpertDispatch) throws -> (dRows: Tensor, dWeights: Tensor)
+    /// Grouped product: consecutive row groups of `x` `[N, K]` (sizes `groupSizes`, summing to `N`) times
+    /// their own weight, `x_g * weights[g]^T` (weights `[M, K]`, the Hugging Face layout) or, with
+    /// `transposeWeights` false, `x_g * weights[g]` (weights `[K, M]`). Weights of empty groups are not read.
+    func groupedMatmul(_ x: Tensor, weights: [Tensor], groupSizes: [Int], transposeWeights: Bool) throws -> Tensor
+    /// Adds `dOutput_g^T * input_g` into `weightGradients[g]` for every non-empty group: the weight gradient of
+    /// `groupedMatmul(input, ..., transposeWeights: true)`.
+    func groupedMatmulWeightGradient(dOutput: Tensor, input: Tensor, groupSizes: [Int], weightGradients: [Tensor]) throws
+
     // MARK: Feed-forward
 
     /// `silu(gate) * up`.

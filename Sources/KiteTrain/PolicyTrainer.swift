@@ -38,14 +38,17 @@ public struct StepReport: Sendable, Equatable {
     public var gradientNorm: Double
     public var tokens: Int
     public var microBatches: Int
+    /// Tokens per expert of each sparse layer over the step's training forwards (empty for dense models):
+    /// the router's load balance.
+    public var expertLoad: ExpertLoad = ExpertLoad()
 }
 
-/// Trains a `DenseTransformer` with AdamW on fp32 master weights: forward and backward over packed
+/// Trains a `CausalLanguageModel` with AdamW on fp32 master weights: forward and backward over packed
 /// micro-batches with gradient accumulation, global-norm clipping, a learning-rate schedule, and optional
 /// recomputation. The loss is the caller's: it receives each micro-batch's response scores and returns their
 /// gradients, so the same trainer runs supervised warm-up and every RL objective.
 public final class PolicyTrainer: @unchecked Sendable {
-    public let model: DenseTransformer
+    public let model: any CausalLanguageModel
     public let optimizer: AdamW
     public let gradients: ParameterSet
     public var schedule: LearningRateSchedule
@@ -54,7 +57,7 @@ public final class PolicyTrainer: @unchecked Sendable {
     /// `--recompute-granularity full`.
     public var recompute: Bool
 
-    public init(model: DenseTransformer, optimizer: AdamWConfig, schedule: LearningRateSchedule, clipGradient: Double = 1.0, recompute: Bool = false) throws {
+    public init(model: any CausalLanguageModel, optimizer: AdamWConfig, schedule: LearningRateSchedule, clipGradient: Double = 1.0, recompute: Bool = false) throws {
         self.model = model
         self.optimizer = try AdamW(parameters: model.parameters, config: optimizer, backend: model.backend)
         self.gradients = try model.parameters.zerosLike(backend: model.backend)
@@ -88,6 +91,7 @@ public final class PolicyTrainer: @unchecked Sendable {
         loss: (Int, ResponseScores) throws -> ResponseGradients
     ) throws -> StepReport {
         try GradientClipping.zero(gradients, backend: model.backend)
+        _ = model.takeExpertLoad()
         var tokens = 0
         for (index, batch) in microBatches.enumerated() where !batch.isEmpty {
             let (scores, tape, layout) = try forward(batch, temperature: temperature, keep: true)
@@ -116,7 +120,9 @@ public final class PolicyTrainer: @unchecked Sendable {
         let rate = schedule.rate(atStep: optimizer.stepCount + 1)
         try optimizer.step(parameters: model.parameters, gradients: gradients, learningRate: Float(rate),
                            gradientScale: GradientClipping.scale(norm: norm, maxNorm: clipGradient))
-        return StepReport(step: optimizer.stepCount, learningRate: rate, gradientNorm: norm, tokens: tokens, microBatches: microBatches.count)
+        return StepReport(
+            step: optimizer.stepCount, learningRate: rate, gradientNorm: norm, tokens: tokens, microBatches: microBatches.count,
+            expertLoad: model.takeExpertLoad())
     }
 
     /// Packed forward of a micro-batch; returns each sequence's response scores.
@@ -126,7 +132,7 @@ public final class PolicyTrainer: @unchecked Sendable {
         }
         let layout = PackedSequences(lengths: batch.map(\.tokens.count))
         let tokens = batch.flatMap(\.tokens)
-        let result = try model.forward(tokens: tokens, sequences: layout, temperature: temperature, keepActivations: keep, recompute: recompute)
+        let result = try model.forward(tokens: tokens, sequences: layout, targets: nil, temperature: temperature, keepActivations: keep, recompute: recompute)
         let logprobs = try model.backend.download(result.logprobs).toFloats()
         let entropy = try model.backend.download(result.entropy).toFloats()
         var scores = ResponseScores(logprobs: [], entropy: [])

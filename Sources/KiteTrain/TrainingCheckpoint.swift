@@ -24,7 +24,7 @@ public enum TrainingCheckpoint {
 
     /// Saves under `root/rollout_NNNNNNN`, then points the tracker at it.
     public static func save(
-        root: String, rolloutID: Int, model: DenseTransformer, optimizer: AdamW?, state: JSONObject,
+        root: String, rolloutID: Int, model: any CausalLanguageModel, optimizer: AdamW?, state: JSONObject,
         modelFiles: [(name: String, contents: [UInt8])] = []
     ) throws -> String {
         try FileText.makeDirectory(root)
@@ -68,16 +68,23 @@ public enum TrainingCheckpoint {
         return directory
     }
 
-    /// Writes the model as a Hugging Face directory: config.json, model.safetensors (fp32), extra files.
-    public static func exportHuggingFace(model: DenseTransformer, to directory: String, extraFiles: [(name: String, contents: [UInt8])] = []) throws {
+    /// Writes the model as a Hugging Face directory: config.json, model.safetensors (the weights as held,
+    /// fp32 for a trained model, and the buffers saved with them), extra files.
+    public static func exportHuggingFace(model: any CausalLanguageModel, to directory: String, extraFiles: [(name: String, contents: [UInt8])] = []) throws {
         try FileText.makeDirectory(directory)
         var config = model.config.json
         config["torch_dtype"] = "float32"
         config["dtype"] = nil
+        // Weights held in fp32 are written in fp32, whatever the checkpoint they came from held; fp8 weights
+        // (an engine's) are written with their scales, so their quantization_config stays.
+        if !model.parameters.entries.contains(where: { $0.tensor.dtype == .fp8e4m3 || $0.tensor.dtype == .fp8e5m2 }) {
+            config["quantization_config"] = nil
+        }
         config["architectures"] = [.string(architectureClassName(model.config.architecture))]
         try FileText.writeAtomically(directory + "/config.json", text: JSONValue.object(config).serialized(JSONWriteOptions(ensureASCII: false, indent: 2)))
         var tensors: [(name: String, tensor: Tensor)] = []
         for (name, parameter) in model.parameters.entries { tensors.append((name, try model.backend.download(parameter))) }
+        for (name, buffer) in model.buffers.entries { tensors.append((name, try model.backend.download(buffer))) }
         try SafetensorsWriter.write(tensors, metadata: ["format": "pt"], to: directory + "/model.safetensors")
         for (name, contents) in extraFiles {
             var bytes = contents
@@ -92,6 +99,9 @@ public enum TrainingCheckpoint {
         case .llama: "LlamaForCausalLM"
         case .qwen2: "Qwen2ForCausalLM"
         case .qwen3: "Qwen3ForCausalLM"
+        case .qwen3Moe: "Qwen3MoeForCausalLM"
+        case .deepseekV2: "DeepseekV2ForCausalLM"
+        case .deepseekV3: "DeepseekV3ForCausalLM"
         }
     }
 
@@ -107,9 +117,9 @@ public enum TrainingCheckpoint {
     }
 
     /// Copies a checkpoint's weights into `model` and, when given, its moments into `optimizer`.
-    public static func restore(_ directory: String, into model: DenseTransformer, optimizer: AdamW?) throws {
+    public static func restore(_ directory: String, into model: any CausalLanguageModel, optimizer: AdamW?) throws {
         let weights = try CheckpointDirectory(directory: directory + "/model")
-        for (name, parameter) in model.parameters.entries {
+        for (name, parameter) in model.parameters.entries + model.buffers.entries {
             try model.backend.copy(try model.backend.upload(try weights.tensor(name)), into: parameter)
         }
         guard let optimizer else { return }

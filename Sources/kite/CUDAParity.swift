@@ -85,8 +85,8 @@ struct ModelParity {
             let directory = "\(fixtures)/\(name)"
             do {
                 let batch = try Self.fixtureBatch(directory: directory)
-                let cpuModel = try DenseTransformer.load(directory: directory, backend: cpu)
-                let cudaModel = try DenseTransformer.load(directory: directory, backend: cuda)
+                let cpuModel = try Transformer.load(directory: directory, backend: cpu)
+                let cudaModel = try Transformer.load(directory: directory, backend: cuda)
                 results += try compare("model \(name)", cpuModel, cudaModel, batch)
             } catch {
                 results.append(.failed("model \(name)", precision: precision, error))
@@ -94,8 +94,8 @@ struct ModelParity {
         }
         do {
             let config = try qwen3SmallConfig(layers: 2, vocabulary: 1024, hidden: 256, intermediate: 512, heads: 4, kvHeads: 2, headDim: 128)
-            let cpuModel = try DenseTransformer.randomlyInitialized(config: config, seed: 7, backend: cpu)
-            let cudaModel = try DenseTransformer.randomlyInitialized(config: config, seed: 7, backend: cuda)
+            let cpuModel = try Transformer.randomlyInitialized(config: config, seed: 7, backend: cpu)
+            let cudaModel = try Transformer.randomlyInitialized(config: config, seed: 7, backend: cuda)
             var generator = SeededGenerator(seed: 8)
             let lengths = [200, 77, 300, 1]
             let sequences = lengths.map { length in (0..<length).map { _ in Int32(generator.nextUnitDouble() * 1024) } }
@@ -110,7 +110,7 @@ struct ModelParity {
         return results
     }
 
-    func compare(_ label: String, _ cpuModel: DenseTransformer, _ cudaModel: DenseTransformer, _ batch: Batch) throws -> [ParityResult] {
+    func compare(_ label: String, _ cpuModel: Transformer, _ cudaModel: Transformer, _ batch: Batch) throws -> [ParityResult] {
         let precision = cuda.precision.rawValue
         let bf16 = cuda.precision == .bf16
         let (outputTolerance, allGradientsTolerance, gradientTolerance) = bf16 ? (1e-2, 3e-2, 5e-2) : (1e-4, 1e-4, 1e-4)

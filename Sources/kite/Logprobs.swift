@@ -27,7 +27,7 @@ struct Logprobs: AsyncParsableCommand {
         let ids = try parseIDs(inputIDs)
         guard temperature > 0, temperature.isFinite else { throw ValidationError("--temperature must be a positive number, got \(temperature)") }
         let backend = try deviceOptions.makeBackend()
-        let transformer = try DenseTransformer.load(path: model, backend: backend)
+        let transformer = try Transformer.load(path: model, backend: backend)
         let result = try computeLogprobs(transformer, ids: ids, temperature: temperature)
         print(result.serialized(.compact))
     }
@@ -49,7 +49,7 @@ func parseIDs(_ text: String) throws -> [Int32] {
 }
 
 /// `{"logprobs": [...], "entropy": [...]}` for the next-token predictions of one sequence.
-func computeLogprobs(_ model: DenseTransformer, ids: [Int32], temperature: Float) throws -> JSONValue {
+func computeLogprobs(_ model: Transformer, ids: [Int32], temperature: Float) throws -> JSONValue {
     let result = try model.forward(tokens: ids, sequences: PackedSequences(lengths: [ids.count]), temperature: temperature, keepActivations: false)
     let count = ids.count - 1
     // Shortest decimal of each fp32 value, so printed numbers read back to the same float.

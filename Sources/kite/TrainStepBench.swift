@@ -38,14 +38,14 @@ struct BenchTrainStep: AsyncParsableCommand {
         print(backend.summary())
         let config = try qwen3SmallConfig(layers: layers)
         let parameters = ParameterSet()
-        for (index, (name, shape)) in DenseTransformer.parameterShapes(config).enumerated() {
+        for (index, (name, shape)) in Transformer.parameterShapes(config).enumerated() {
             let tensor = try backend.zeros(shape, dtype: .f32)
             if name.hasSuffix("norm.weight") { try backend.fill(tensor, with: 1) } else {
                 try backend.fillNormal(tensor, seed: UInt64(index + 1), standardDeviation: 0.02)
             }
             parameters.insert(name, tensor)
         }
-        let model = try DenseTransformer(config: config, parameters: parameters, backend: backend)
+        let model = try Transformer(config: config, parameters: parameters, backend: backend)
         let parameterCount = model.parameters.elementCount
         let gradients = try model.parameters.zerosLike(backend: backend)
         let optimizer = try AdamW(parameters: model.parameters, config: AdamWConfig(weightDecay: 0.01), backend: backend)
@@ -53,7 +53,7 @@ struct BenchTrainStep: AsyncParsableCommand {
         var generator = SeededGenerator(seed: 1)
         let tokens = (0..<(batch * sequence)).map { _ in Int32(generator.nextUnitDouble() * Double(config.vocabularySize)) }
         let packing = PackedSequences(lengths: Array(repeating: sequence, count: batch))
-        let targets = DenseTransformer.nextTokenTargets(tokens: tokens, sequences: packing)
+        let targets = Transformer.nextTokenTargets(tokens: tokens, sequences: packing)
         let predicted = targets.filter { $0 >= 0 }.count
         let dLogprobs = try backend.upload(Tensor(targets.map { $0 >= 0 ? -1 / Float(predicted) : 0 }, shape: [tokens.count]))
         let dEntropy = try backend.zeros([tokens.count], dtype: .f32)

@@ -4,7 +4,7 @@ import KiteJSON
 
 /// `kite logprobs` end to end against transformers' values (scripts/reference/dense_models.py), 1e-4 absolute.
 struct LogprobsCommandTests {
-    @Test(arguments: ["llama", "llama_linear_tied", "qwen2", "qwen3"])
+    @Test(arguments: ["llama", "llama_linear_tied", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3", "deepseek_v2"])
     func printsTransformersLogprobsAndEntropy(model: String) throws {
         let directory = KiteCommand.fixtures.appendingPathComponent("models/\(model)").path
         let reference = try JSONValue(parsing: String(contentsOfFile: directory + "/reference.json", encoding: .utf8))

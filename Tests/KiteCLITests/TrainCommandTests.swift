@@ -72,8 +72,8 @@ struct TrainCommandTests {
         let checkpoint = run + "/rollout_0000002"
         #expect(FileManager.default.fileExists(atPath: checkpoint + "/optimizer/optimizer.safetensors"))
         #expect(FileManager.default.fileExists(atPath: checkpoint + "/model/tokenizer.json"))
-        let trained = try DenseTransformer.load(directory: checkpoint + "/model", backend: CPUBackend(threads: 1))
-        let initial = try DenseTransformer.load(directory: Self.model, backend: CPUBackend(threads: 1))
+        let trained = try Transformer.load(directory: checkpoint + "/model", backend: CPUBackend(threads: 1))
+        let initial = try Transformer.load(directory: Self.model, backend: CPUBackend(threads: 1))
         #expect(try trained.parameters.require("model.norm.weight").toFloats() != initial.parameters.require("model.norm.weight").toFloats(), "training changed the weights")
     }
 

@@ -24,8 +24,8 @@ struct CUDABackendTests {
         let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Fixtures/models/qwen3").path
         let cuda = try CUDABackend(precision: .fp32)
-        let cpuModel = try DenseTransformer.load(directory: directory, backend: CPUBackend())
-        let cudaModel = try DenseTransformer.load(directory: directory, backend: cuda)
+        let cpuModel = try Transformer.load(directory: directory, backend: CPUBackend())
+        let cudaModel = try Transformer.load(directory: directory, backend: cuda)
         let tokens: [Int32] = [1, 5, 9, 2, 7, 7, 30, 41, 12, 3, 60, 8]
         let packing = PackedSequences(lengths: [5, 7])
         let expected = try cpuModel.forward(tokens: tokens, sequences: packing, keepActivations: false).logprobs.toFloats()

@@ -6,13 +6,13 @@ import KiteTensor
 enum EngineFixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
 
-    static func model(_ name: String = "qwen3", threads: Int = 2) throws -> DenseTransformer {
-        try DenseTransformer.load(directory: root.appendingPathComponent("models/\(name)").path, backend: CPUBackend(threads: threads))
+    static func model(_ name: String = "qwen3", threads: Int = 2) throws -> Transformer {
+        try Transformer.load(directory: root.appendingPathComponent("models/\(name)").path, backend: CPUBackend(threads: threads))
     }
 
     /// Greedy continuation computed the slow way: the whole sequence through the model for every token,
     /// with no cache reuse between steps.
-    static func referenceGreedy(_ model: DenseTransformer, prompt: [Int32], count: Int) throws -> [Int32] {
+    static func referenceGreedy(_ model: Transformer, prompt: [Int32], count: Int) throws -> [Int32] {
         var tokens = prompt
         for _ in 0..<count {
             let cache = ContiguousKeyValueCache(layerCount: model.config.layerCount)

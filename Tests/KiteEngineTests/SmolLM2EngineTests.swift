@@ -18,7 +18,7 @@ struct SmolLM2EngineTests {
             if ProcessInfo.processInfo.environment["KITE_REQUIRE_ASSETS"] == "1" { Issue.record("asset \(asset) is missing: run scripts/assets/fetch.sh") }
             return nil
         }
-        let model = try DenseTransformer.load(gguf: asset, backend: CPUBackend())
+        let model = try Transformer.load(gguf: asset, backend: CPUBackend())
         return try InferenceEngine(model: model, tokenizer: TokenizerAdapter(try Tokenizer(ggufPath: asset)))
     }
 

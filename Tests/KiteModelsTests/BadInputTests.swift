@@ -42,7 +42,7 @@ struct BadInputTests {
         let path = directory + "/model.safetensors"
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         try data.prefix(data.count - 100).write(to: URL(fileURLWithPath: path))
-        let text = message { _ = try DenseTransformer.load(directory: directory, backend: backend) }
+        let text = message { _ = try Transformer.load(directory: directory, backend: backend) }
         #expect(text.contains(path) && text.contains("run past the end of the data"), "\(text)")
 
         try data.prefix(5).write(to: URL(fileURLWithPath: path))
@@ -89,7 +89,7 @@ struct BadInputTests {
             tensors.append((name, name == "model.norm.weight" ? tensor.converted(to: .i32) : tensor))
         }
         try SafetensorsWriter.write(tensors, to: directory + "/model.safetensors")
-        let text = message { _ = try DenseTransformer.load(directory: directory, backend: backend) }
+        let text = message { _ = try Transformer.load(directory: directory, backend: backend) }
         #expect(text == "\(directory)/model.safetensors: tensor 'model.norm.weight': dtype i32 is not a floating-point type", "\(text)")
     }
 
@@ -120,17 +120,17 @@ struct BadInputTests {
         let model = try SafetensorsFile(path: directory + "/model.safetensors")
         var tensors = try model.names.filter { $0 != "model.layers.1.mlp.up_proj.weight" }.map { (name: $0, tensor: try model.tensor($0)) }
         try SafetensorsWriter.write(tensors, to: directory + "/model.safetensors")
-        #expect(message { _ = try DenseTransformer.load(directory: directory, backend: backend) } == "\(directory): missing tensor 'model.layers.1.mlp.up_proj.weight'")
+        #expect(message { _ = try Transformer.load(directory: directory, backend: backend) } == "\(directory): missing tensor 'model.layers.1.mlp.up_proj.weight'")
 
         tensors = try model.names.map { name in
             (name: name, tensor: name == "model.norm.weight" ? Tensor(zeros: [31]) : try model.tensor(name))
         }
         try SafetensorsWriter.write(tensors, to: directory + "/model.safetensors")
-        #expect(message { _ = try DenseTransformer.load(directory: directory, backend: backend) }.contains("tensor 'model.norm.weight': shape [31], expected [32] from config.json"))
+        #expect(message { _ = try Transformer.load(directory: directory, backend: backend) }.contains("tensor 'model.norm.weight': shape [31], expected [32] from config.json"))
     }
 
     @Test func idsOutsideTheVocabularyAreRejected() throws {
-        let model = try DenseTransformer.load(directory: Fixtures.modelDirectory("qwen3"), backend: backend)
+        let model = try Transformer.load(directory: Fixtures.modelDirectory("qwen3"), backend: backend)
         #expect(message { _ = try model.forward(tokens: [1, 72], sequences: PackedSequences(lengths: [2])) } == "token id 72 at position 1 is outside the vocabulary (0..<72)")
         #expect(message { _ = try model.forward(tokens: [-3, 1], sequences: PackedSequences(lengths: [2])) }.contains("token id -3 at position 0"))
         #expect(message { _ = try model.forward(tokens: [1, 2], sequences: PackedSequences(lengths: [3])) }.contains("2 tokens for packed sequences of total length 3"))

@@ -31,8 +31,8 @@ struct CheckpointFormatTests {
         try index.serialized(JSONWriteOptions(indent: 2)).write(toFile: directory + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
 
         let reference = try Fixtures.Reference(model: "llama")
-        let single = try DenseTransformer.load(directory: source, backend: backend)
-        let sharded = try DenseTransformer.load(directory: directory, backend: backend)
+        let single = try Transformer.load(directory: source, backend: backend)
+        let sharded = try Transformer.load(directory: directory, backend: backend)
         let a = try single.forward(tokens: reference.packedTokens, sequences: reference.packing, keepActivations: false).logprobs.toFloats()
         let b = try sharded.forward(tokens: reference.packedTokens, sequences: reference.packing, keepActivations: false).logprobs.toFloats()
         #expect(a == b)

@@ -16,7 +16,7 @@ struct DenseTransformerTests {
     @Test(arguments: Fixtures.denseModels)
     func logprobsAndEntropyMatchTransformers(model name: String) throws {
         let reference = try Fixtures.Reference(model: name)
-        let model = try DenseTransformer.load(directory: Fixtures.modelDirectory(name), backend: backend)
+        let model = try Transformer.load(directory: Fixtures.modelDirectory(name), backend: backend)
         let result = try model.forward(tokens: reference.packedTokens, sequences: reference.packing, temperature: reference.temperature, keepActivations: false)
         let logprobs = result.logprobs.toFloats(), entropy = result.entropy.toFloats()
         var row = 0
@@ -35,7 +35,7 @@ struct DenseTransformerTests {
     func gradientsMatchAutograd(model name: String) throws {
         let reference = try Fixtures.Reference(model: name)
         let directory = Fixtures.modelDirectory(name)
-        let model = try DenseTransformer.load(directory: directory, backend: backend)
+        let model = try Transformer.load(directory: directory, backend: backend)
         let expected = try SafetensorsFile(path: directory + "/gradients.safetensors")
         for recompute in [false, true] {
             let gradients = try model.parameters.zerosLike(backend: backend)
@@ -64,7 +64,7 @@ struct DenseTransformerTests {
 
     @Test func packingDoesNotChangeLogprobs() throws {
         let reference = try Fixtures.Reference(model: "qwen3")
-        let model = try DenseTransformer.load(directory: Fixtures.modelDirectory("qwen3"), backend: backend)
+        let model = try Transformer.load(directory: Fixtures.modelDirectory("qwen3"), backend: backend)
         let packed = try model.forward(tokens: reference.packedTokens, sequences: reference.packing, keepActivations: false).logprobs.toFloats()
         var separate: [Float] = []
         for sequence in reference.sequences {
@@ -76,7 +76,7 @@ struct DenseTransformerTests {
     @Test(arguments: Fixtures.denseModels)
     func cachedDecodingMatchesTrainingForward(model name: String) throws {
         let reference = try Fixtures.Reference(model: name)
-        let model = try DenseTransformer.load(directory: Fixtures.modelDirectory(name), backend: backend)
+        let model = try Transformer.load(directory: Fixtures.modelDirectory(name), backend: backend)
         let sequence = reference.sequences[3]
         let full = try model.forward(tokens: sequence, sequences: PackedSequences(lengths: [sequence.count]), keepActivations: false).logprobs.toFloats()
         // Prefill 9 tokens, then decode the rest one at a time; score each next token from the logits.

@@ -10,6 +10,8 @@ enum Fixtures {
     static func modelDirectory(_ name: String) -> String { root.appendingPathComponent("models/\(name)").path }
 
     static let denseModels = ["llama", "llama_linear_tied", "qwen2", "qwen3"]
+    /// DeepSeek and Qwen3-MoE fixtures (see scripts/reference/moe_models.py).
+    static let sparseModels = ["deepseek_v3", "deepseek_v3_plain", "deepseek_v2", "qwen3_moe", "qwen3_moe_sparse_step"]
 
     /// transformers' outputs for a fixture model (see scripts/reference/dense_models.py).
     struct Reference {

@@ -39,7 +39,7 @@ struct SmolLM2GGUFTests {
 
     @Test func configurationComesFromTheMetadata() throws {
         guard let path = Self.asset() else { return }
-        let model = try DenseTransformer.load(gguf: path, backend: CPUBackend())
+        let model = try Transformer.load(gguf: path, backend: CPUBackend())
         let config = model.config
         #expect(config.architecture == .llama && config.layerCount == 30 && config.hiddenSize == 576)
         #expect(config.attentionHeads == 9 && config.keyValueHeads == 3 && config.vocabularySize == 49152)
@@ -50,7 +50,7 @@ struct SmolLM2GGUFTests {
         guard let path = Self.asset() else { return }
         let reference = try Reference()
         #expect(reference.promptIDs.count == 37)
-        let model = try DenseTransformer.load(gguf: path, backend: CPUBackend())
+        let model = try Transformer.load(gguf: path, backend: CPUBackend())
         let cache = ContiguousKeyValueCache(layerCount: model.config.layerCount)
         let hidden = try model.forwardHidden(tokens: reference.promptIDs, positions: (0..<reference.promptIDs.count).map(Int32.init), cache: cache)
         let last = try model.logits(hidden: hidden.rows((reference.promptIDs.count - 1)..<reference.promptIDs.count)).toFloats()
@@ -66,7 +66,7 @@ struct SmolLM2GGUFTests {
     @Test func greedyContinuationMatchesTransformers() throws {
         guard let path = Self.asset() else { return }
         let reference = try Reference()
-        let model = try DenseTransformer.load(gguf: path, backend: CPUBackend())
+        let model = try Transformer.load(gguf: path, backend: CPUBackend())
         let cache = ContiguousKeyValueCache(layerCount: model.config.layerCount)
         var hidden = try model.forwardHidden(tokens: reference.promptIDs, positions: (0..<reference.promptIDs.count).map(Int32.init), cache: cache)
         var generated: [Int32] = []

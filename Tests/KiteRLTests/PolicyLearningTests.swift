@@ -12,7 +12,7 @@ import KiteTrain
 @Suite(.serialized)
 struct PolicyLearningTests {
     /// The model's probability that the first response token is even, averaged over prompts.
-    static func evenMass(_ model: DenseTransformer, prompts: [PromptRecord]) throws -> Double {
+    static func evenMass(_ model: Transformer, prompts: [PromptRecord]) throws -> Double {
         var total = 0.0
         for record in prompts {
             let cache = ContiguousKeyValueCache(layerCount: model.config.layerCount)

@@ -20,8 +20,8 @@ struct FirstTokenParityReward: RewardFunction {
 enum LoopFixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
 
-    static func model() throws -> DenseTransformer {
-        try DenseTransformer.load(directory: root.appendingPathComponent("models/qwen3").path, backend: CPUBackend(threads: 2))
+    static func model() throws -> Transformer {
+        try Transformer.load(directory: root.appendingPathComponent("models/qwen3").path, backend: CPUBackend(threads: 2))
     }
 
     static func records(_ count: Int, seed: UInt64) -> [PromptRecord] {

@@ -110,7 +110,7 @@ extension ServerSuite {
 
                 let model = server.engine.model
                 let sequence = (prompt + tokens).map(Int32.init)
-                let forward = try model.forward(tokens: sequence, sequences: .init(lengths: [sequence.count]), temperature: 0.7, keepActivations: false)
+                let forward = try model.forward(tokens: sequence, sequences: .init(lengths: [sequence.count]), targets: nil, temperature: 0.7, keepActivations: false, recompute: false)
                 let trainer = Array(forward.logprobs.toFloats()[(prompt.count - 1)..<(sequence.count - 1)])
                 let difference = zip(trainer, logprobs).map { abs(Double($0) - $1) }.max() ?? 1
                 #expect(difference <= 1e-5, "engine vs trainer log-probs differ by \(difference)")

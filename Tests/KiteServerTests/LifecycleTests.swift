@@ -173,7 +173,7 @@ extension ServerSuite {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
                 defer { try? FileManager.default.removeItem(at: directory) }
                 try FileManager.default.copyItem(atPath: Fixtures.modelPath("qwen3") + "/config.json", toPath: directory.path + "/config.json")
-                let original = try DenseTransformer.load(directory: Fixtures.modelPath("qwen3"), backend: CPUBackend(threads: 1))
+                let original = try Transformer.load(directory: Fixtures.modelPath("qwen3"), backend: CPUBackend(threads: 1))
                 let changed = original.parameters.entries.map { entry -> (name: String, tensor: Tensor) in
                     guard entry.name == "lm_head.weight" else { return entry }
                     let values = entry.tensor.toFloats()

@@ -61,7 +61,7 @@ final class TestServer: Sendable {
         model: String = "qwen3", options: EngineOptions = Fixtures.engineOptions(), threads: Int = 2,
         configure: (inout ServerConfiguration) -> Void = { _ in }
     ) async throws -> TestServer {
-        let transformer = try DenseTransformer.load(directory: Fixtures.modelPath(model), backend: CPUBackend(threads: threads))
+        let transformer = try Transformer.load(directory: Fixtures.modelPath(model), backend: CPUBackend(threads: threads))
         var settings = ServerConfiguration()
         settings.modelPath = Fixtures.modelPath(model)
         configure(&settings)

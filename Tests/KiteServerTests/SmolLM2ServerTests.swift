@@ -33,7 +33,7 @@ extension ServerSuite {
                 if ProcessInfo.processInfo.environment["KITE_REQUIRE_ASSETS"] == "1" { Issue.record("asset \(asset) is missing: run scripts/assets/fetch.sh") }
                 return
             }
-            let model = try DenseTransformer.load(gguf: asset, backend: CPUBackend())
+            let model = try Transformer.load(gguf: asset, backend: CPUBackend())
             let tokenizer = try #require(try ModelLoading.tokenizer(path: asset))
             let engine = try InferenceEngine(model: model, tokenizer: tokenizer, options: Fixtures.engineOptions(maxTotalTokens: 8192, blockSize: 16))
             let renderer = try TemplateChatRenderer(tokenizer: tokenizer.tokenizer)

@@ -51,15 +51,10 @@ extension ModelConfig {
     }
 }
 
-extension DenseTransformer {
-    /// Loads a model from a Hugging Face directory or a `.gguf` file.
-    public static func load(path: String, backend: any Backend) throws -> DenseTransformer {
-        path.hasSuffix(".gguf") ? try load(gguf: path, backend: backend) : try load(directory: path, backend: backend)
-    }
-
+extension Transformer {
     /// Loads a GGUF model, dequantised to fp32, with Hugging Face names and layouts (llama's Q/K rows
     /// un-permuted), so it computes what transformers computes from the same file.
-    public static func load(gguf path: String, backend: any Backend) throws -> DenseTransformer {
+    public static func load(gguf path: String, backend: any Backend) throws -> Transformer {
         let file: GGUFFile
         do { file = try GGUFFile(path: path) } catch { throw ModelError.malformed(path: path, detail: "\(error)") }
         let config = try ModelConfig(gguf: file, source: path)
@@ -86,6 +81,6 @@ extension DenseTransformer {
             }
             parameters.insert(name, try backend.upload(tensor))
         }
-        return try DenseTransformer(config: config, parameters: parameters, backend: backend, source: path)
+        return try Transformer(config: config, parameters: parameters, backend: backend, source: path)
     }
 }

@@ -79,7 +79,7 @@ public enum Demo {
 
         let backend = CPUBackend(threads: options.threads)
         let config = try modelConfig(vocabularySize: tokenizer.vocabularySize)
-        let model = try DenseTransformer.randomlyInitialized(config: config, seed: options.seed, backend: backend)
+        let model = try Transformer.randomlyInitialized(config: config, seed: options.seed, backend: backend)
         log("kite demo: \(model.parameters.elementCount) parameters, \(trainingRecords.count) training and \(heldOutRecords.count) held-out problems of two-digit addition, \(backend.threads) threads")
 
         // Supervised warm-up: next-token loss on the answer and its end-of-sequence token only.

@@ -115,6 +115,7 @@ extension TrainingRun {
             ("train/entropy", report.entropyMean), ("train/tokens", Double(report.step.tokens)),
             ("train/tokens_per_second", seconds > 0 ? Double(report.step.tokens) / seconds : 0), ("train/step_seconds", seconds),
         ]
+        metrics += report.step.expertLoad.metrics(prefix: "train")
         logger.record(kind: "train", rolloutID: rolloutID, step: report.step.step, metrics: metrics)
         let value = { (name: String) in metrics.first { $0.name == name }?.value ?? 0 }
         logger.say("step \(report.step.step) (rollout \(rolloutID)): loss \(NumberFormatting.fixed(value("train/loss"), 4)), pg \(NumberFormatting.fixed(value("train/pg_loss"), 4)), clipfrac \(NumberFormatting.fixed(value("train/pg_clipfrac"), 3)), kl \(NumberFormatting.fixed(value("train/ppo_kl"), 5)), entropy \(NumberFormatting.fixed(report.entropyMean, 3)), grad \(NumberFormatting.fixed(report.step.gradientNorm, 3)), lr \(report.step.learningRate), \(NumberFormatting.fixed(value("train/tokens_per_second"), 0)) tok/s")

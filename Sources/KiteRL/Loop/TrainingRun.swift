@@ -17,9 +17,9 @@ public struct RunSummary: Sendable {
 public final class TrainingRun: @unchecked Sendable {
     public let configuration: TrainingConfiguration
     public let backend: any Backend
-    public let model: DenseTransformer
+    public let model: any CausalLanguageModel
     public let tokenizer: Tokenizer
-    let reference: DenseTransformer?
+    let reference: (any CausalLanguageModel)?
     let trainer: PolicyTrainer
     let optimization: PolicyOptimization
     let engine: InferenceEngine?
@@ -42,14 +42,15 @@ public final class TrainingRun: @unchecked Sendable {
         self.backend = backend
         for (flag, reason) in configuration.ignoredFlags { log("note: \(flag) has no effect in Kite: \(reason)") }
         let checkpoint = configuration.hfCheckpoint
-        model = try DenseTransformer.load(path: checkpoint, backend: backend)
+        let loading = ModelLoadOptions(log: log)
+        model = try LanguageModels.load(path: checkpoint, backend: backend, options: loading)
         tokenizer = checkpoint.hasSuffix(".gguf") ? try Tokenizer(ggufPath: checkpoint) : try Tokenizer(directory: checkpoint)
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
             throw RLError.invalidOption(name: "--hf-checkpoint", message: "the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.config.vocabularySize)")
         }
         let needsReference = configuration.optimization.loss.useKLLoss || configuration.optimization.advantage.klCoef != 0
         if needsReference {
-            reference = try configuration.referenceLoad.map { try DenseTransformer.load(path: $0, backend: backend) } ?? model.clone()
+            reference = try configuration.referenceLoad.map { try LanguageModels.load(path: $0, backend: backend, options: loading) } ?? model.clone()
         } else {
             reference = nil
         }
@@ -102,7 +103,7 @@ public final class TrainingRun: @unchecked Sendable {
                 var options = configuration.engine
                 if options.maxTotalTokens == nil {
                     let longest = min(report.records.map(\.promptTokens.count).max() ?? 0, model.config.maxPositionEmbeddings) + configuration.rollout.maxResponseLength
-                    options.maxTotalTokens = max(longest, min(configuration.rollout.concurrency * longest, options.memoryBudgetBytes / max(model.config.layerCount * model.config.keyValueWidth * 8, 1)))
+                    options.maxTotalTokens = max(longest, min(configuration.rollout.concurrency * longest, options.memoryBudgetBytes / max(model.cacheLayout.bytesPerToken(.f32), 1)))
                 }
                 let engine = try InferenceEngine(model: try model.clone(), tokenizer: TokenizerAdapter(tokenizer), options: options)
                 self.engine = engine

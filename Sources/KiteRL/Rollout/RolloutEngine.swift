@@ -11,7 +11,7 @@ public protocol RolloutEngine: Sendable {
     func releaseMemory() async throws
     func resumeMemory() async throws
     /// Loads the trainer's current weights and stamps them with `version`.
-    func updateWeights(from model: DenseTransformer, version: String) async throws
+    func updateWeights(from model: any CausalLanguageModel, version: String) async throws
 }
 
 /// The engine in this process, on its own copy of the weights (so rollout may overlap training).
@@ -38,12 +38,11 @@ public final class InProcessRolloutEngine: RolloutEngine {
         try await engine.resumeMemory()
     }
 
-    public func updateWeights(from model: DenseTransformer, version: String) async throws {
+    /// Copies the trainer's weights, quantising them online where the engine serves fp8 weights.
+    public func updateWeights(from model: any CausalLanguageModel, version: String) async throws {
         let source = model
         try await engine.updateWeights(version: version) { target in
-            for (name, parameter) in target.parameters.entries {
-                try target.backend.copy(try source.parameters.require(name, source: "trainer weights"), into: parameter)
-            }
+            try WeightSync.copy(from: source, into: target)
         }
     }
 }
@@ -51,9 +50,9 @@ public final class InProcessRolloutEngine: RolloutEngine {
 /// A checksum of a model's weights (FNV-1a over their bytes), stamped on every weight sync so a rollout can
 /// be traced to exactly the weights that produced it.
 public enum WeightChecksum {
-    public static func of(_ model: DenseTransformer) throws -> String {
+    public static func of(_ model: any CausalLanguageModel) throws -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for (name, parameter) in model.parameters.entries {
+        for (name, parameter) in model.parameters.entries + model.buffers.entries {
             for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
             let host = try model.backend.download(parameter)
             let words = UnsafeRawBufferPointer(start: host.rawPointer, count: host.byteCount)

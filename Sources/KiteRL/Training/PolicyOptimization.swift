@@ -39,10 +39,10 @@ public struct PolicyStepMetrics: Sendable {
 public final class PolicyOptimization: @unchecked Sendable {
     public let trainer: PolicyTrainer
     /// The reference policy, when a KL term needs it (`--use-kl-loss` or `--kl-coef`).
-    public let reference: DenseTransformer?
+    public let reference: (any CausalLanguageModel)?
     public let options: PolicyOptimizationOptions
 
-    public init(trainer: PolicyTrainer, reference: DenseTransformer?, options: PolicyOptimizationOptions) throws(RLError) {
+    public init(trainer: PolicyTrainer, reference: (any CausalLanguageModel)?, options: PolicyOptimizationOptions) throws(RLError) {
         try options.loss.validate()
         if (options.loss.useKLLoss || options.advantage.klCoef != 0) && reference == nil {
             throw .invalidOption(name: "--use-kl-loss", message: "a KL term needs a reference model (--ref-load, or the initial weights)")

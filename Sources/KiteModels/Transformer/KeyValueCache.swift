@@ -10,6 +10,53 @@ public protocol KeyValueCache: AnyObject {
     /// Stores `key` and `value` (`[T, kvHeads, headDim]`) for `layer` and returns causal attention of
     /// `query` (`[T, heads, headDim]`) over the cached keys of each row's sequence, the new ones included.
     func attend(layer: Int, query: Tensor, key: Tensor, value: Tensor, scale: Float, backend: any Backend) throws -> Tensor
+    /// Latent attention's cache: stores `key` `[T, 1, width]`, one row per token that is both its key and its
+    /// value, and returns causal attention `[T, heads, width]` of `query` `[T, heads, width]` over the cached
+    /// rows (the caller keeps the value columns it needs). The default hands the row to `attend` as key and
+    /// as value; a cache whose value tensors are its key tensors (the engine's paged cache for a layout with
+    /// no value rows) thereby holds it once.
+    func attendLatent(layer: Int, query: Tensor, key: Tensor, scale: Float, backend: any Backend) throws -> Tensor
+}
+
+extension KeyValueCache {
+    public func attendLatent(layer: Int, query: Tensor, key: Tensor, scale: Float, backend: any Backend) throws -> Tensor {
+        try attend(layer: layer, query: query, key: key, value: key, scale: scale, backend: backend)
+    }
+}
+
+/// What an inference cache holds per token in every layer, as the model declares it; the engine sizes and
+/// allocates its paged cache from this.
+public struct KeyValueCacheLayout: Sendable, Equatable {
+    /// Value rows kept apart from the key rows.
+    public struct ValueRows: Sendable, Equatable {
+        public var heads: Int
+        public var width: Int
+
+        public init(heads: Int, width: Int) {
+            self.heads = heads
+            self.width = width
+        }
+    }
+
+    public var layerCount: Int
+    /// Key rows are `[keyHeads, keyWidth]` per token.
+    public var keyHeads: Int
+    public var keyWidth: Int
+    /// Separate value rows, or nil when the key rows double as values (latent attention's one
+    /// `[latent | rotary key]` row per token, read through `attendLatent`).
+    public var values: ValueRows?
+
+    public init(layerCount: Int, keyHeads: Int, keyWidth: Int, values: ValueRows?) {
+        self.layerCount = layerCount
+        self.keyHeads = keyHeads
+        self.keyWidth = keyWidth
+        self.values = values
+    }
+
+    /// Numbers cached per token over all layers.
+    public var elementsPerToken: Int { layerCount * (keyHeads * keyWidth + (values.map { $0.heads * $0.width } ?? 0)) }
+
+    public func bytesPerToken(_ dtype: DType) -> Int { elementsPerToken * dtype.byteSize }
 }
 
 /// One sequence's keys and values for every layer, grown as tokens arrive.

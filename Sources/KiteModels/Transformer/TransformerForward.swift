@@ -1,29 +1,5 @@
 import KiteTensor
 
-/// What one block computed, kept for its backward.
-struct LayerActivations {
-    var input: Tensor
-    var normed: Tensor
-    var inverseRMS: Tensor
-    /// Query and key projections `[T, heads, headDim]` before the per-head norm (qwen3) and RoPE.
-    var queryProjected: Tensor
-    var keyProjected: Tensor
-    var queryNormInverseRMS: Tensor?
-    var keyNormInverseRMS: Tensor?
-    /// Attention inputs: rotated queries and keys, and values.
-    var query: Tensor
-    var key: Tensor
-    var value: Tensor
-    var attention: Tensor
-    var logSumExp: Tensor?
-    var middle: Tensor
-    var normed2: Tensor
-    var inverseRMS2: Tensor
-    var gate: Tensor
-    var up: Tensor
-    var activated: Tensor
-}
-
 /// Where a block's attention takes keys and values from.
 enum AttentionSource {
     /// The batch itself: packed sequences (training; prefill without a cache).
@@ -36,8 +12,7 @@ enum AttentionSource {
 public final class ForwardTape: @unchecked Sendable {
     let tokens: Tensor
     let layout: AttentionLayout
-    let cos: Tensor
-    let sin: Tensor
+    let rope: RotaryTables
     let targets: Tensor
     let temperature: Float
     /// Full activations per block, or only each block's input when recomputing.
@@ -48,11 +23,10 @@ public final class ForwardTape: @unchecked Sendable {
     var finalNormed: Tensor?
     var finalInverseRMS: Tensor?
 
-    init(tokens: Tensor, layout: AttentionLayout, cos: Tensor, sin: Tensor, targets: Tensor, temperature: Float, recompute: Bool) {
+    init(tokens: Tensor, layout: AttentionLayout, rope: RotaryTables, targets: Tensor, temperature: Float, recompute: Bool) {
         self.tokens = tokens
         self.layout = layout
-        self.cos = cos
-        self.sin = sin
+        self.rope = rope
         self.targets = targets
         self.temperature = temperature
         self.recompute = recompute
@@ -68,7 +42,7 @@ public struct TrainingForwardResult: @unchecked Sendable {
     public let tape: ForwardTape?
 }
 
-extension DenseTransformer {
+extension Transformer {
     /// The next token of each row within its own sequence, -1 at each sequence's last row.
     public static func nextTokenTargets(tokens: [Int32], sequences: PackedSequences) -> [Int32] {
         var targets = [Int32](repeating: -1, count: tokens.count)
@@ -102,15 +76,15 @@ extension DenseTransformer {
         }
         let tokenTensor = try backend.upload(Tensor(int32: tokens))
         let targetTensor = try backend.upload(Tensor(int32: targetValues))
-        let (cos, sin) = try rotaryTables(positions: sequences.positions())
+        let rope = try rotaryTables(positions: sequences.positions())
         let layout = AttentionLayout(selfAttention: sequences)
-        let tape = ForwardTape(tokens: tokenTensor, layout: layout, cos: cos, sin: sin, targets: targetTensor, temperature: temperature, recompute: recompute)
+        let tape = ForwardTape(tokens: tokenTensor, layout: layout, rope: rope, targets: targetTensor, temperature: temperature, recompute: recompute)
 
         var x = try backend.embedding(ids: tokenTensor, table: embedding)
         for layer in layers {
             let keep = keepActivations && !recompute
             if keepActivations && recompute { tape.layerInputs.append(x) }
-            let (output, activations) = try layerForward(layer, x, cos: cos, sin: sin, attention: .packed(layout), keep: keep)
+            let (output, activations) = try layerForward(layer, x, rope: rope, attention: .packed(layout), keep: keep, record: true)
             if let activations { tape.layers.append(activations) }
             x = output
         }
@@ -130,10 +104,23 @@ extension DenseTransformer {
             throw ModelError.invalidInput("\(tokens.count) tokens but \(positions.count) positions")
         }
         try validate(tokens: tokens)
-        let (cos, sin) = try rotaryTables(positions: positions)
+        return try hiddenStates(tokens: tokens, rope: try rotaryTables(positions: positions), attention: .cache(cache))
+    }
+
+    /// The final normalised hidden states `[T, hidden]` of packed sequences computed the training way, with
+    /// no cache (latent attention expanded rather than absorbed).
+    public func forwardHidden(tokens: [Int32], sequences: PackedSequences) throws -> Tensor {
+        guard tokens.count == sequences.totalLength else {
+            throw ModelError.invalidInput("\(tokens.count) tokens for packed sequences of total length \(sequences.totalLength)")
+        }
+        try validate(tokens: tokens)
+        return try hiddenStates(tokens: tokens, rope: try rotaryTables(positions: sequences.positions()), attention: .packed(AttentionLayout(selfAttention: sequences)))
+    }
+
+    func hiddenStates(tokens: [Int32], rope: RotaryTables, attention: AttentionSource) throws -> Tensor {
         var x = try backend.embedding(ids: try backend.upload(Tensor(int32: tokens)), table: embedding)
         for layer in layers {
-            x = try layerForward(layer, x, cos: cos, sin: sin, attention: .cache(cache), keep: false).output
+            x = try layerForward(layer, x, rope: rope, attention: attention, keep: false, record: true).output
         }
         return try backend.rmsNorm(x, weight: finalNorm, epsilon: config.rmsNormEpsilon).output
     }
@@ -143,52 +130,40 @@ extension DenseTransformer {
         try backend.matmul(hidden, outputWeight, transposeA: false, transposeB: true)
     }
 
-    func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) throws -> Tensor {
-        let y = try backend.matmul(x, weight, transposeA: false, transposeB: true)
-        if let bias { try backend.addBias(y, bias: bias) }
-        return y
-    }
-
-    /// One decoder block. Returns its output and, when `keep`, what its backward needs.
-    func layerForward(_ layer: DenseLayer, _ x: Tensor, cos: Tensor, sin: Tensor, attention source: AttentionSource, keep: Bool) throws -> (output: Tensor, activations: LayerActivations?) {
-        let tokens = x.shape[0]
-        let (heads, kvHeads, headDim) = (config.attentionHeads, config.keyValueHeads, config.headDim)
+    /// One decoder block. Returns its output and, when `keep`, what its backward needs; `record` adds the
+    /// block's expert load to the model's statistics.
+    func layerForward(_ layer: DecoderLayer, _ x: Tensor, rope: RotaryTables, attention source: AttentionSource, keep: Bool, record: Bool) throws -> (output: Tensor, activations: LayerActivations?) {
         let (normed, inverseRMS) = try backend.rmsNorm(x, weight: layer.inputNorm, epsilon: config.rmsNormEpsilon)
-        let queryProjected = try linear(normed, layer.qProj, layer.qBias).reshaped([tokens, heads, headDim])
-        let keyProjected = try linear(normed, layer.kProj, layer.kBias).reshaped([tokens, kvHeads, headDim])
-        let value = try linear(normed, layer.vProj, layer.vBias).reshaped([tokens, kvHeads, headDim])
-        var queryNormed = queryProjected, keyNormed = keyProjected
-        var queryNormInverse: Tensor?, keyNormInverse: Tensor?
-        if let qNorm = layer.qNorm, let kNorm = layer.kNorm {
-            let q = try backend.rmsNorm(queryProjected, weight: qNorm, epsilon: config.rmsNormEpsilon)
-            let k = try backend.rmsNorm(keyProjected, weight: kNorm, epsilon: config.rmsNormEpsilon)
-            (queryNormed, queryNormInverse) = (q.output, q.inverseRMS)
-            (keyNormed, keyNormInverse) = (k.output, k.inverseRMS)
+        let middle: Tensor
+        var attentionSaved: LayerActivations.Attention?
+        switch layer.attention {
+        case .grouped(let attention):
+            let (output, saved) = try groupedQueryAttention(attention, layer: layer.index, normed: normed, rope: rope, source: source, keep: keep)
+            middle = output
+            attentionSaved = saved.map { .grouped($0) }
+        case .latent(let attention):
+            let (output, saved) = try latentAttention(attention, layer: layer.index, normed: normed, rope: rope, source: source, keep: keep)
+            middle = output
+            attentionSaved = saved.map { .latent($0) }
         }
-        let query = try backend.rope(queryNormed, cos: cos, sin: sin, inverse: false)
-        let key = try backend.rope(keyNormed, cos: cos, sin: sin, inverse: false)
-        let attended: Tensor
-        var logSumExp: Tensor?
-        switch source {
-        case .packed(let layout):
-            (attended, logSumExp) = try backend.attention(query: query, key: key, value: value, layout: layout, scale: attentionScale)
-        case .cache(let cache):
-            attended = try cache.attend(layer: layer.index, query: query, key: key, value: value, scale: attentionScale, backend: backend)
-        }
-        let attention = attended.reshaped([tokens, heads * headDim])
-        let middle = try linear(attention, layer.oProj, layer.oBias)
         try backend.accumulate(x, into: middle, scale: 1)
         let (normed2, inverseRMS2) = try backend.rmsNorm(middle, weight: layer.postNorm, epsilon: config.rmsNormEpsilon)
-        let gate = try linear(normed2, layer.gateProj, layer.gateBias)
-        let up = try linear(normed2, layer.upProj, layer.upBias)
-        let activated = try backend.swiglu(gate: gate, up: up)
-        let output = try linear(activated, layer.downProj, layer.downBias)
+        let output: Tensor
+        var mlpSaved: LayerActivations.MLP?
+        switch layer.mlp {
+        case .dense(let mlp):
+            let (result, saved) = try feedForward(mlp, input: normed2, keep: keep)
+            output = result
+            mlpSaved = saved.map { .dense($0) }
+        case .experts(let mlp):
+            let (result, saved) = try mixtureOfExperts(mlp, layer: layer.index, input: normed2, keep: keep, record: record)
+            output = result
+            mlpSaved = saved.map { .experts($0) }
+        }
         try backend.accumulate(middle, into: output, scale: 1)
-        guard keep else { return (output, nil) }
+        guard keep, let attentionSaved, let mlpSaved else { return (output, nil) }
         return (output, LayerActivations(
-            input: x, normed: normed, inverseRMS: inverseRMS, queryProjected: queryProjected, keyProjected: keyProjected,
-            queryNormInverseRMS: queryNormInverse, keyNormInverseRMS: keyNormInverse, query: query, key: key, value: value,
-            attention: attention, logSumExp: logSumExp, middle: middle, normed2: normed2, inverseRMS2: inverseRMS2,
-            gate: gate, up: up, activated: activated))
+            input: x, normed: normed, inverseRMS: inverseRMS, attention: attentionSaved, middle: middle, normed2: normed2,
+            inverseRMS2: inverseRMS2, mlp: mlpSaved))
     }
 }

@@ -1,12 +1,17 @@
 import KiteJSON
 
-/// The hyper-parameters of a dense decoder (llama, qwen2, qwen3), read from a Hugging Face `config.json`.
+/// The hyper-parameters of a decoder, read from a Hugging Face `config.json`.
 ///
-/// The three architectures are one block with switches: biases on the q/k/v (and o) projections, RMSNorm
-/// of each head's queries and keys (qwen3), and tied input/output embeddings.
+/// Every architecture is one block with switches: biases on the q/k/v (and o) projections, RMSNorm of each
+/// head's queries and keys (qwen3, qwen3_moe), tied input/output embeddings; multi-head latent attention
+/// instead of grouped-query attention (`latentAttention`: deepseek_v2, deepseek_v3); and a mixture of experts
+/// instead of the dense MLP in some layers (`experts`: qwen3_moe, deepseek_v2, deepseek_v3).
 public struct ModelConfig: Sendable, Equatable {
     public enum Architecture: String, Sendable, CaseIterable {
         case llama, qwen2, qwen3
+        case qwen3Moe = "qwen3_moe"
+        case deepseekV2 = "deepseek_v2"
+        case deepseekV3 = "deepseek_v3"
     }
 
     public var architecture: Architecture
@@ -29,6 +34,15 @@ public struct ModelConfig: Sendable, Equatable {
     /// Per-head RMSNorm of queries and keys before RoPE (qwen3).
     public var queryKeyNorm: Bool
     public var rope: RopeConfig
+    /// Multi-head latent attention (DeepSeek); nil for grouped-query attention.
+    public var latentAttention: LatentAttentionConfig?
+    /// The mixture of experts and which layers use it; nil for dense models.
+    public var experts: ExpertsConfig?
+    /// DeepSeek-V3's multi-token-prediction layers (`num_nextn_predict_layers`), stored after the decoder
+    /// layers in checkpoints; Kite recognises and skips them.
+    public var multiTokenPredictionLayers: Int
+    /// Block-scaled fp8 weights (`quantization_config`), when the checkpoint has them.
+    public var quantization: BlockQuantization?
     public var bosTokenID: Int?
     public var eosTokenIDs: [Int]
     /// `torch_dtype` / `dtype` as written, e.g. "bfloat16".
@@ -68,9 +82,25 @@ public struct ModelConfig: Sendable, Equatable {
         guard attentionHeads % keyValueHeads == 0 else {
             throw ModelError.config(path: source, field: "num_key_value_heads", detail: "\(keyValueHeads) does not divide num_attention_heads \(attentionHeads)")
         }
-        // qwen3's configuration class defaults head_dim to 128 rather than deriving it.
-        let defaultHeadDim = architecture == .qwen3 ? 128 : hiddenSize / attentionHeads
-        headDim = try positive("head_dim", try field("head_dim", int) ?? defaultHeadDim)
+        let fields = ConfigFields(object: object, source: source)
+        switch architecture {
+        case .deepseekV2, .deepseekV3:
+            let latent = try LatentAttentionConfig(fields: fields, architecture: architecture)
+            latentAttention = latent
+            // transformers sets head_dim to the rotary width for these models.
+            headDim = latent.ropeHeadDim
+        default:
+            latentAttention = nil
+            // qwen3's configuration class defaults head_dim to 128 rather than deriving it.
+            let defaultHeadDim = architecture == .qwen3 ? 128 : hiddenSize / attentionHeads
+            headDim = try positive("head_dim", try field("head_dim", int) ?? defaultHeadDim)
+        }
+        switch architecture {
+        case .qwen3Moe, .deepseekV2, .deepseekV3: experts = try ExpertsConfig(fields: fields, architecture: architecture, layerCount: layerCount)
+        default: experts = nil
+        }
+        multiTokenPredictionLayers = max(0, try field("num_nextn_predict_layers", int) ?? 0)
+        quantization = try Self.quantization(of: object, source: source)
         guard headDim % 2 == 0 else { throw ModelError.config(path: source, field: "head_dim", detail: "must be even for RoPE, got \(headDim)") }
         rmsNormEpsilon = Float(try field("rms_norm_eps", double) ?? 1e-6)
         maxPositionEmbeddings = try positive("max_position_embeddings", try field("max_position_embeddings", int) ?? 2048)
@@ -87,12 +117,18 @@ public struct ModelConfig: Sendable, Equatable {
             outputBias = false
             mlpBias = false
             queryKeyNorm = false
-        case .qwen3:
+        case .qwen3, .qwen3Moe:
             let attentionBias = try field("attention_bias", bool) ?? false
             qkvBias = attentionBias
             outputBias = attentionBias
             mlpBias = false
             queryKeyNorm = true
+        case .deepseekV2, .deepseekV3:
+            // Latent attention has its own biases (`latentAttention.bias`).
+            qkvBias = false
+            outputBias = false
+            mlpBias = architecture == .deepseekV2 ? try field("mlp_bias", bool) ?? false : false
+            queryKeyNorm = false
         }
         let activation = try field("hidden_act", string) ?? "silu"
         guard activation == "silu" else {
@@ -127,4 +163,19 @@ public struct ModelConfig: Sendable, Equatable {
     public var queryWidth: Int { attentionHeads * headDim }
     /// Key/value projection width.
     public var keyValueWidth: Int { keyValueHeads * headDim }
+
+    /// The softmax scale of attention scores: `1 / sqrt(query head width)`, times YaRN's `mscale_all_dim`
+    /// correction squared for latent attention (as DeepSeek scales it).
+    public var attentionScale: Float {
+        guard let latent = latentAttention else { return 1 / Float(headDim).squareRoot() }
+        var scale = 1 / Double(latent.queryHeadDim).squareRoot()
+        if rope.kind != .default, let allDim = rope.mscaleAllDim, allDim != 0 {
+            let correction = RopeConfig.yarnScale(rope.factor, allDim)
+            scale *= correction * correction
+        }
+        return Float(scale)
+    }
+
+    /// Whether any layer routes tokens to experts.
+    public var hasExperts: Bool { experts?.sparseLayers.contains(true) ?? false }
 }

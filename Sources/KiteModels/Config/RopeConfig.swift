@@ -108,12 +108,14 @@ public struct RopeConfig: Sendable, Equatable {
     public var attentionScaling: Float {
         guard kind == .yarn else { return 1 }
         if let attentionFactor { return Float(attentionFactor) }
-        func yarnScale(_ scale: Double, _ m: Double) -> Double { scale <= 1 ? 1 : 0.1 * m * log(scale) + 1 }
         if let mscale, let mscaleAllDim, mscale != 0, mscaleAllDim != 0 {
-            return Float(yarnScale(factor, mscale) / yarnScale(factor, mscaleAllDim))
+            return Float(Self.yarnScale(factor, mscale) / Self.yarnScale(factor, mscaleAllDim))
         }
-        return Float(yarnScale(factor, 1))
+        return Float(Self.yarnScale(factor, 1))
     }
+
+    /// YaRN's `get_mscale`: `0.1 * m * ln(scale) + 1`, or 1 when the context is not stretched.
+    static func yarnScale(_ scale: Double, _ m: Double) -> Double { scale <= 1 ? 1 : 0.1 * m * log(scale) + 1 }
 
     /// Inverse frequencies for a head of dimension `dim` (`dim / 2` values).
     public func inverseFrequencies(dim: Int) -> [Float] {
