@@ -7,7 +7,7 @@ import Glibc
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Kite's kernels against a baseline measured in the same run.",
-        subcommands: [BenchGEMM.self, BenchTrainStep.self, BenchAttention.self, BenchCUDAParity.self]
+        subcommands: [BenchGEMM.self, BenchTrainStep.self, BenchAttention.self, BenchCUDAParity.self, BenchDecode.self, BenchGRPOStep.self]
     )
 }
 

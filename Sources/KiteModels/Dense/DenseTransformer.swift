@@ -20,6 +20,8 @@ public final class DenseTransformer: @unchecked Sendable {
     let inverseFrequencies: [Float]
     /// The positions and tables of the last `rotaryTables` call.
     let rotaryCache = Mutex<(positions: [Int32], cos: Tensor, sin: Tensor)?>(nil)
+    /// cos and sin of every position below a limit, for forwards whose positions live on the device.
+    let rotaryTableCache = Mutex<(limit: Int, cos: Tensor, sin: Tensor)?>(nil)
 
     /// Binds `parameters` (host fp32 tensors for the CPU backend) to the architecture, checking every
     /// name and shape; `source` names where they came from in errors.
@@ -139,13 +141,27 @@ import Glibc
 extension DenseTransformer {
     /// A copy with its own parameter tensors (for an engine that must not see the trainer's updates until
     /// the next weight sync).
-    public func clone() throws -> DenseTransformer {
+    ///
+    /// - Parameter matrixDType: store the matrices (embeddings, projections, the head) in this dtype instead,
+    ///   converted with round-to-nearest-even: an inference engine on a bf16 backend reads bf16 weights
+    ///   directly, and the conversion gives exactly the bf16 copies the trainer's products read. Vectors
+    ///   (norm weights, biases) keep their dtype, so normalisation reads the same fp32 values as training.
+    public func clone(matrixDType: DType? = nil) throws -> DenseTransformer {
         let copies = ParameterSet()
         for (name, parameter) in parameters.entries {
-            let copy = try backend.zeros(parameter.shape, dtype: parameter.dtype)
+            let dtype = parameter.rank >= 2 ? (matrixDType ?? parameter.dtype) : parameter.dtype
+            let copy = try backend.zeros(parameter.shape, dtype: dtype)
             try backend.copy(parameter, into: copy)
             copies.insert(name, copy)
         }
         return try DenseTransformer(config: config, parameters: copies, backend: backend)
+    }
+
+    /// Writes `source`'s parameters into this model's (same architecture), converting dtypes where they
+    /// differ: a colocated weight sync, one device copy or cast per tensor.
+    public func loadParameters(from source: DenseTransformer) throws {
+        for (name, parameter) in parameters.entries {
+            try backend.copy(try source.parameters.require(name, source: "source model"), into: parameter)
+        }
     }
 }

@@ -40,11 +40,8 @@ public final class InProcessRolloutEngine: RolloutEngine {
 
     public func updateWeights(from model: DenseTransformer, version: String) async throws {
         let source = model
-        try await engine.updateWeights(version: version) { target in
-            for (name, parameter) in target.parameters.entries {
-                try target.backend.copy(try source.parameters.require(name, source: "trainer weights"), into: parameter)
-            }
-        }
+        // One device copy per tensor (a cast where the engine keeps bf16 matrices).
+        try await engine.updateWeights(version: version) { target in try target.loadParameters(from: source) }
     }
 }
 
