@@ -34,6 +34,8 @@ struct BenchDecode: AsyncParsableCommand {
     @Flag(help: "Batch-invariant kernels (--deterministic).") var deterministic = false
     @Option(help: "Bandwidth for the roofline in TB/s; default: measured here.") var bandwidth: Double?
     @Option(help: "Write the results as JSON to this file.") var json: String?
+    @Flag(help: "After the graphs-off runs, profile 32 decode steps per batch size (16-token prompts): GPU time per step by operation.")
+    var profile = false
 
     var batchSizes: [Int] { batches.split(separator: ",").compactMap { Int($0.trimmingPrefix(" ")) } }
 
@@ -100,6 +102,19 @@ struct BenchDecode: AsyncParsableCommand {
                              "decode_steps": .int(after.decodeSteps - before.decodeSteps), "graph_replays": .int(after.graphReplays - before.graphReplays),
                              "graph_captures": .int(after.graphCaptures)])
             }
+            if profile && !useGraphs {
+                for batch in batchSizes {
+                    backend.profiler.start()
+                    let before = await engine.statistics()
+                    try await generate(engine, batch: batch, newTokens: 33, seed: 13, promptLength: 16)
+                    let steps = max((await engine.statistics()).decodeSteps - before.decodeSteps, 1)
+                    let report = try backend.profiler.stop()
+                    print("profile, batch \(batch), \(steps) decode steps (+1 prefill step), GPU ms per decode step by operation:")
+                    for operation in report.operations.sorted(by: { $0.milliseconds > $1.milliseconds }) {
+                        print("  \(operation.name.padding(44)) \(format(operation.milliseconds / Double(steps)).padding(8)) ms  \(format(Double(operation.calls) / Double(steps))) calls")
+                    }
+                }
+            }
             // The next engine sizes its cache from free memory: hand this one's back first.
             await engine.releaseMemory()
         }
@@ -142,7 +157,8 @@ struct BenchDecode: AsyncParsableCommand {
 
     /// Runs `batch` greedy requests of random prompts to completion.
     @discardableResult
-    func generate(_ engine: InferenceEngine, batch: Int, newTokens: Int, seed: UInt64) async throws -> Int {
+    func generate(_ engine: InferenceEngine, batch: Int, newTokens: Int, seed: UInt64, promptLength: Int? = nil) async throws -> Int {
+        let prompt = promptLength ?? self.prompt
         var generator = SeededGenerator(seed: seed)
         var sampling = SamplingParameters()
         sampling.temperature = 0

@@ -22,7 +22,7 @@ for stage in "$@"; do
         rm -f "$out/parity-full.log" ;;
     decode)
         step decode
-        timeout 400 "$kite" bench decode --graphs "${DECODE_GRAPHS:-both}" --json "$out/decode.json" 2>&1 | tee -a "$log" ;;
+        timeout 400 "$kite" bench decode --graphs "${DECODE_GRAPHS:-both}" ${DECODE_FLAGS:-} --json "$out/decode.json" 2>&1 | tee -a "$log" ;;
     det)
         step decode deterministic
         timeout 400 "$kite" bench decode --deterministic --graphs on --json "$out/decode-det.json" 2>&1 | tee -a "$log" ;;

@@ -44,6 +44,16 @@ extension CUDABackend {
             let slots = try requireInt32(slotIndices, "storeKeyValues", "slots")
             let key = try converted(try onDevice(key, "storeKeyValues"), to: keyCache.dtype, keep: false, operation: "storeKeyValues")
             let value = try converted(try onDevice(value, "storeKeyValues"), to: valueCache.dtype, keep: false, operation: "storeKeyValues")
+            let rowBytes = keyCache.byteCount / max(keyCache.shape[0], 1)
+            if rowBytes % 16 == 0, valueCache.byteCount == keyCache.byteCount,
+                [key, value, keyCache, valueCache].allSatisfy({ address($0) % 16 == 0 })
+            {
+                var arguments = KernelArguments()
+                arguments.add(address(key)); arguments.add(address(value)); arguments.add(address(keyCache)); arguments.add(address(valueCache))
+                arguments.add(address(slots)); arguments.add(int64: slots.count); arguments.add(int64: rowBytes)
+                try launch(.decode, "kite_store_kv", elementwiseShape(slots.count * rowBytes / 16, vector: false), arguments)
+                return
+            }
             try moveRows(from: key, sourceRows: nil, to: keyCache, destinationRows: slots, count: slots.count)
             try moveRows(from: value, sourceRows: nil, to: valueCache, destinationRows: slots, count: slots.count)
         }
@@ -82,15 +92,18 @@ extension CUDABackend {
                 let output = try allocate([batch, heads, headDim], computeDType)
                 guard batch > 0 else { return output }
                 let (splits, splitKeys) = decodeSplits(batch: batch, kvHeads: kvHeads, maxContextLength: maxContextLength, headDim: headDim)
-                let partial = try allocate([batch * heads * splits * headDim], .f32)
-                let statistics = try allocate([batch * heads * splits * 2], .f32)
+                // One split writes the output directly; several leave partials for the combine kernel.
+                let partial = try allocate([splits > 1 ? batch * heads * splits * headDim : 1], .f32)
+                let statistics = try allocate([splits > 1 ? batch * heads * splits * 2 : 1], .f32)
                 var arguments = KernelArguments()
                 arguments.add(address(query)); arguments.add(address(keyCache)); arguments.add(address(valueCache))
                 arguments.add(address(table)); arguments.add(int: blockTable.shape[1]); arguments.add(address(lengths))
                 arguments.add(int: blockSize); arguments.add(int: kvHeads); arguments.add(int: splitKeys); arguments.add(int: splits)
                 arguments.add(scale * 1.4426950408889634); arguments.add(address(partial)); arguments.add(address(statistics))
+                arguments.add(address(output)); arguments.add(try dtypeCode(output.dtype, "pagedDecodeAttention"))
                 try launch(.decode, "kite_paged_decode_d\(headDim)_g\(group)",
                            LaunchShape(grid: (splits, kvHeads, batch), block: (DecodeAttentionKernels.threads, 1, 1)), arguments)
+                guard splits > 1 else { return output }
                 var combine = KernelArguments()
                 combine.add(address(partial)); combine.add(address(statistics)); combine.add(address(lengths))
                 combine.add(int: splitKeys); combine.add(int: splits); combine.add(int: heads); combine.add(int: headDim)

@@ -30,7 +30,7 @@ template <int D, int G>
 KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short* __restrict__ Kc,
                      const unsigned short* __restrict__ Vc, const int* __restrict__ table, int maxBlocks,
                      const int* __restrict__ ctx, int blockSize, int Hkv, int splitKeys, int splits,
-                     float scale_log2, float* __restrict__ po, float* __restrict__ pml) {
+                     float scale_log2, float* __restrict__ po, float* __restrict__ pml, void* __restrict__ out, int odt) {
     constexpr int LK = D / 8, KPW = 32 / LK, NW = 4, U = 4, KPB = NW * KPW, NS = NW * KPW;
     __shared__ float sm[NS][G], sl[NS][G], sacc[NS][G][D];
     const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
@@ -135,6 +135,11 @@ KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short*
             }
         }
         const i64 bh = (i64)b * Hq + kvh * G + g;
+        if (splits == 1) {
+            // One split: this block has the whole context, so it writes the output itself (no combine).
+            store_any(out, odt, bh * D + d, L > 0.0f ? A / L : 0.0f);
+            continue;
+        }
         po[(bh * splits + split) * D + d] = A;
         if (d == 0) { pml[(bh * splits + split) * 2] = M; pml[(bh * splits + split) * 2 + 1] = L; }
     }
@@ -143,8 +148,8 @@ KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short*
 #define KITE_PAGED_DECODE(D, G) \
 extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_d##D##_g##G( \
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
-    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml) { \
-    paged_decode<D, G>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml); }
+    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
+    paged_decode<D, G>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }
 KITE_PAGED_DECODE(64, 1)
 KITE_PAGED_DECODE(64, 2)
 KITE_PAGED_DECODE(64, 4)
@@ -173,6 +178,18 @@ extern "C" __global__ void kite_paged_decode_combine(const float* po, const floa
         }
     }
     if (d < D) store_any(out, odt, bh * D + d, L > 0.0f ? A / L : 0.0f);
+}
+
+/// Rows i of key and value (rowBytes each, 16-byte words) into rows slots[i] of the two caches, one launch.
+extern "C" __global__ void kite_store_kv(const unsigned char* key, const unsigned char* value, unsigned char* keyCache,
+                                         unsigned char* valueCache, const int* slots, i64 rows, i64 rowBytes) {
+    const i64 words = rowBytes / 16;
+    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < rows * words; idx += (i64)gridDim.x * blockDim.x) {
+        const i64 i = idx / words, w = idx - i * words;
+        const i64 to = (i64)slots[i] * rowBytes + w * 16, from = i * rowBytes + w * 16;
+        *(uint4*)(keyCache + to) = *(const uint4*)(key + from);
+        *(uint4*)(valueCache + to) = *(const uint4*)(value + from);
+    }
 }
 
 /// The gather of deterministic decode: rows 0 ..< ctx[s] of sequence s's blocks, packed at keyOffsets[s]
