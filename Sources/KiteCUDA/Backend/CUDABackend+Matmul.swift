@@ -82,7 +82,8 @@ extension CUDABackend {
             batch: batch, strideA: k * n, strideB: m * k, strideC: m * n,
             alignmentA: alignment(b), alignmentB: alignment(a), alignmentC: alignment(c))
         try context.makeCurrent()
-        try blas.matmul(problem, a: address(b), b: address(a), c: address(c), alpha: alpha, beta: beta, stream: context.stream.handle)
+        try blas.matmul(problem, a: address(b), b: address(a), c: address(c), alpha: alpha, beta: beta, stream: context.stream.handle,
+                        mayTune: !isCapturing)
         if Self.synchronousLaunches { try context.stream.synchronize() }
     }
 
