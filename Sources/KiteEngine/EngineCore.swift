@@ -19,7 +19,14 @@ final class EngineCore {
     var weightVersion = "0"
     private var arrivals: UInt64 = 0
     private var counters = (steps: 0, generated: 0, prefilled: 0, cachedPrompt: 0, preemptions: 0)
+    private var decodeCounters = (steps: 0, tokens: 0, seconds: 0.0, replays: 0, captures: 0)
     private var expertLoad = ExpertLoad()
+    /// The key/value cache's element type.
+    let cacheDType: DType
+    /// Decode steps from device metadata and sampling on the device (`EngineOptions.deviceDecode`).
+    let deviceDecode: Bool
+    /// Device buffers (and captured graphs) of decode steps, by padded batch size and block-table width.
+    private var decodePlans: [DecodePlan.Key: DecodePlan] = [:]
 
     init(model: any CausalLanguageModel, tokenizer: (any EngineTokenizer)?, options: EngineOptions) throws {
         self.model = model
@@ -30,8 +37,22 @@ final class EngineCore {
         guard options.blockSize > 0, options.chunkedPrefillSize > 0, options.maxRunningRequests > 0 else {
             throw EngineError.invalidRequest(field: "engine options", detail: "block size, chunked prefill size and max running requests must be positive")
         }
-        let bytesPerToken = model.cacheLayout.bytesPerToken(.f32)
-        let totalTokens = options.maxTotalTokens ?? max(options.blockSize, options.memoryBudgetBytes / max(bytesPerToken, 1))
+        cacheDType = options.keyValueCacheDType ?? model.backend.keyValueCacheDType
+        deviceDecode = options.deviceDecode ?? (model.backend.device != .cpu)
+        let bytesPerToken = model.cacheLayout.bytesPerToken(cacheDType)
+        var budget = options.memoryBudgetBytes
+        if let fraction = options.memFractionStatic {
+            guard fraction > 0, fraction <= 1 else {
+                throw EngineError.invalidRequest(field: "mem_fraction_static", detail: "must be in (0, 1], got \(fraction)")
+            }
+            if let memory = try model.backend.deviceMemory() {
+                budget = Int(Double(memory.total) * fraction) - (memory.total - memory.free)
+                guard budget > 0 else {
+                    throw EngineError.invalidRequest(field: "mem_fraction_static", detail: "\(fraction) of \(memory.total) bytes leaves nothing for the cache: \(memory.total - memory.free) bytes are already in use")
+                }
+            }
+        }
+        let totalTokens = options.maxTotalTokens ?? max(options.blockSize, budget / max(bytesPerToken, 1))
         let blockCount = totalTokens / options.blockSize
         guard blockCount >= 1 else {
             throw EngineError.invalidRequest(field: "max_total_tokens", detail: "\(totalTokens) tokens is less than one block of \(options.blockSize)")
@@ -43,13 +64,17 @@ final class EngineCore {
 
     var slotCount: Int { pool.blockCount * pool.blockSize }
 
+    /// One block past the pool's: padded rows of a decode graph write and read it, never a sequence.
+    var paddingBlock: Int32 { Int32(pool.blockCount) }
+
     /// One key and one value tensor per layer, shaped as the model's cache layout says; when key rows double
     /// as values (latent attention), the value tensors are the key tensors.
     private func allocateCaches() throws {
         let layout = model.cacheLayout
-        keyCaches = try (0..<layout.layerCount).map { _ in try model.backend.zeros([slotCount, layout.keyHeads, layout.keyWidth], dtype: .f32) }
+        let rows = slotCount + (deviceDecode ? pool.blockSize : 0)
+        keyCaches = try (0..<layout.layerCount).map { _ in try model.backend.zeros([rows, layout.keyHeads, layout.keyWidth], dtype: cacheDType) }
         if let values = layout.values {
-            valueCaches = try (0..<layout.layerCount).map { _ in try model.backend.zeros([slotCount, values.heads, values.width], dtype: .f32) }
+            valueCaches = try (0..<layout.layerCount).map { _ in try model.backend.zeros([rows, values.heads, values.width], dtype: cacheDType) }
         } else {
             valueCaches = keyCaches
         }
@@ -221,20 +246,34 @@ final class EngineCore {
 
     /// The forward over the chunks, then sampling for every sequence that reached the end of its tokens.
     private func run(_ chunks: [Chunk]) throws {
-        var tokens: [Int32] = [], positions: [Int32] = [], slots: [Int32] = []
         let size = pool.blockSize
-        for chunk in chunks {
-            for position in chunk.start..<(chunk.start + chunk.count) {
-                tokens.append(chunk.sequence.tokens[position])
-                positions.append(Int32(position))
-                slots.append(chunk.sequence.blockTable[position / size] * Int32(size) + Int32(position % size))
+        let decodeOnly = deviceDecode && chunks.allSatisfy { $0.count == 1 }
+        let stepStart = MonotonicClock.seconds()
+        let hidden: Tensor
+        if decodeOnly {
+            hidden = try decodeForward(chunks)
+        } else {
+            var tokens: [Int32] = [], positions: [Int32] = [], slots: [Int32] = []
+            for chunk in chunks {
+                for position in chunk.start..<(chunk.start + chunk.count) {
+                    tokens.append(chunk.sequence.tokens[position])
+                    positions.append(Int32(position))
+                    slots.append(chunk.sequence.blockTable[position / size] * Int32(size) + Int32(position % size))
+                }
+            }
+            let cache = PagedBatchCache(
+                keyCaches: keyCaches, valueCaches: valueCaches, slots: slots, blockTables: chunks.map(\.sequence.blockTable),
+                blockSize: size, contextLengths: chunks.map { $0.start + $0.count }, queries: PackedSequences(lengths: chunks.map(\.count)))
+            hidden = try model.forwardHidden(tokens: tokens, positions: positions, cache: cache)
+        }
+        expertLoad.merge(model.takeExpertLoad())
+        defer {
+            if decodeOnly {
+                decodeCounters.steps += 1
+                decodeCounters.tokens += chunks.count
+                decodeCounters.seconds += MonotonicClock.seconds() - stepStart
             }
         }
-        let cache = PagedBatchCache(
-            keyCaches: keyCaches, valueCaches: valueCaches, slots: slots, blockTables: chunks.map(\.sequence.blockTable),
-            blockSize: size, contextLengths: chunks.map { $0.start + $0.count }, queries: PackedSequences(lengths: chunks.map(\.count)))
-        let hidden = try model.forwardHidden(tokens: tokens, positions: positions, cache: cache)
-        expertLoad.merge(model.takeExpertLoad())
 
         var logitRows: [Int32] = []
         var sampled: [SequenceState] = []
@@ -254,7 +293,12 @@ final class EngineCore {
             }
         }
         guard !logitRows.isEmpty else { return }
-        let logits = try model.backend.download(try model.logits(hidden: try model.backend.gatherRows(hidden, rows: logitRows)))
+        if deviceDecode && !sampled.contains(where: { $0.request.request.topLogprobs > 0 }) {
+            try sampleOnDevice(hidden: hidden, logitRows: logitRows, sampled: sampled)
+            return
+        }
+        let downloaded = try model.backend.download(try model.logits(hidden: try model.backend.gatherRows(hidden, rows: logitRows)))
+        let logits = downloaded.dtype == .f32 ? downloaded : downloaded.converted(to: .f32)
         let vocabulary = model.config.vocabularySize
         let values = logits.floats
         for (i, sequence) in sampled.enumerated() {
@@ -275,31 +319,39 @@ final class EngineCore {
         let fullBlocks = leader.promptLength / size
         let hasPartial = leader.promptLength % size != 0
         for follower in followers {
-            follower.awaitingFork = false
-            var table = Array(leader.blockTable.prefix(fullBlocks))
-            table.forEach { pool.retain($0) }
-            if hasPartial {
-                guard let copy = allocateForFork(protecting: leader) else {
-                    // No room to fork: this sample prefills on its own later.
-                    table.forEach { pool.release($0) }
-                    waiting.append(follower)
-                    continue
-                }
-                let source = leader.blockTable[fullBlocks]
-                let sources = (0..<Int32(size)).map { source * Int32(size) + $0 }
-                let destinations = (0..<Int32(size)).map { copy * Int32(size) + $0 }
-                for layer in 0..<keyCaches.count {
-                    try model.backend.copyRows(keyCaches[layer], from: sources, to: destinations)
-                    if model.cacheLayout.values != nil { try model.backend.copyRows(valueCaches[layer], from: sources, to: destinations) }
-                }
-                table.append(copy)
+            if try fork(follower, from: leader, fullBlocks: fullBlocks, hasPartial: hasPartial, size: size) {
+                sampleNext(follower, logits: logits)
             }
-            follower.blockTable = table
-            follower.computed = leader.promptLength
-            follower.cachedTokenCount = leader.promptLength
-            running.append(follower)
-            sampleNext(follower, logits: logits)
         }
+    }
+
+    /// Gives `follower` the leader's prompt blocks (a copy of the last, partial one) and makes it run; false
+    /// when there is no block for the copy, and the follower waits to prefill on its own.
+    private func fork(_ follower: SequenceState, from leader: SequenceState, fullBlocks: Int, hasPartial: Bool, size: Int) throws -> Bool {
+        follower.awaitingFork = false
+        var table = Array(leader.blockTable.prefix(fullBlocks))
+        table.forEach { pool.retain($0) }
+        if hasPartial {
+            guard let copy = allocateForFork(protecting: leader) else {
+                // No room to fork: this sample prefills on its own later.
+                table.forEach { pool.release($0) }
+                waiting.append(follower)
+                return false
+            }
+            let source = leader.blockTable[fullBlocks]
+            let sources = (0..<Int32(size)).map { source * Int32(size) + $0 }
+            let destinations = (0..<Int32(size)).map { copy * Int32(size) + $0 }
+            for layer in 0..<keyCaches.count {
+                try model.backend.copyRows(keyCaches[layer], from: sources, to: destinations)
+                if model.cacheLayout.values != nil { try model.backend.copyRows(valueCaches[layer], from: sources, to: destinations) }
+            }
+            table.append(copy)
+        }
+        follower.blockTable = table
+        follower.computed = leader.promptLength
+        follower.cachedTokenCount = leader.promptLength
+        running.append(follower)
+        return true
     }
 
     private func allocateForFork(protecting leader: SequenceState) -> Int32? {
@@ -315,6 +367,12 @@ final class EngineCore {
         let choice = Sampler.sample(
             logits: logits, vocabularySize: model.config.vocabularySize, parameters: request.sampling,
             generator: &sequence.generator, topLogprobs: request.topLogprobs)
+        accept(sequence, choice: choice)
+    }
+
+    /// Appends a sampled token to a sequence, streams it and checks the stop conditions.
+    private func accept(_ sequence: SequenceState, choice: Sampler.Choice) {
+        let request = sequence.request.request
         sequence.tokens.append(choice.token)
         sequence.outputLogprobs.append(choice.logprob)
         if request.topLogprobs > 0 { sequence.topLogprobs.append(choice.alternatives) }
@@ -421,6 +479,7 @@ final class EngineCore {
         guard !memoryReleased else { return }
         for sequence in running { preempt(sequence) }
         prefixCache?.clear()
+        decodePlans = [:]
         keyCaches = []
         valueCaches = []
         memoryReleased = true
@@ -437,6 +496,11 @@ final class EngineCore {
     func weightsChanged(version: String) {
         for sequence in running { preempt(sequence) }
         prefixCache?.clear()
+        // Graphs read the weights' addresses: they survive only when the matrices are written in place in the
+        // dtype the products read (no converted copy that a write replaces).
+        if model.parameters.entries.contains(where: { $0.1.rank >= 2 && $0.1.dtype != cacheDType }) {
+            for plan in decodePlans.values { plan.graph = nil }
+        }
         weightVersion = version
     }
 
@@ -446,7 +510,123 @@ final class EngineCore {
             cachedBlocks: prefixCache?.cachedBlockCount ?? 0, peakUsedBlocks: pool.peakUsedCount, blockSize: pool.blockSize, memoryReleased: memoryReleased,
             weightVersion: weightVersion, steps: counters.steps, generatedTokens: counters.generated,
             prefilledTokens: counters.prefilled, cachedPromptTokens: counters.cachedPrompt, preemptions: counters.preemptions,
-            cacheBytesPerToken: model.cacheLayout.bytesPerToken(.f32),
-            weightBytes: (model.parameters.entries + model.buffers.entries).reduce(0) { $0 + $1.tensor.byteCount }, expertLoad: expertLoad)
+            cacheBytesPerToken: model.cacheLayout.bytesPerToken(cacheDType),
+            weightBytes: (model.parameters.entries + model.buffers.entries).reduce(0) { $0 + $1.tensor.byteCount }, expertLoad: expertLoad,
+            decodeSteps: decodeCounters.steps, decodeTokens: decodeCounters.tokens, decodeSeconds: decodeCounters.seconds,
+            graphReplays: decodeCounters.replays, graphCaptures: decodeCounters.captures, cacheDType: cacheDType, cacheTokens: slotCount)
+    }
+
+    // MARK: Device decode steps
+
+    /// A decode step's forward from one device buffer of metadata; batches up to `cudaGraphMaxBatchSize` are
+    /// padded to a power of two and, after their first eager step, replayed from a captured graph.
+    private func decodeForward(_ chunks: [Chunk]) throws -> Tensor {
+        let size = pool.blockSize
+        let batch = chunks.count
+        let longest = chunks.map { $0.start + 1 }.max() ?? 1
+        let maxWidth = (max(contextLength, longest) + size - 1) / size
+        let needed = (longest + size - 1) / size
+        let graphs = !options.disableCUDAGraph && batch <= options.cudaGraphMaxBatchSize
+        let bucket = graphs ? DecodePlan.roundedUp(batch) : batch
+        let width = graphs ? min(DecodePlan.roundedUp(max(needed, 4)), max(maxWidth, needed)) : needed
+        let key = DecodePlan.Key(batch: bucket, width: width)
+        let plan: DecodePlan
+        if let existing = decodePlans[key] {
+            plan = existing
+        } else {
+            plan = try DecodePlan(key: key, backend: model.backend)
+            decodePlans[key] = plan
+        }
+        var values = [Int32](repeating: 0, count: plan.inputs.count)
+        let padding = paddingBlock * Int32(size)
+        for row in 0..<bucket {
+            let tableStart = 4 * bucket + row * width
+            guard row < batch else {
+                values[2 * bucket + row] = padding
+                values[3 * bucket + row] = 1
+                for i in 0..<width { values[tableStart + i] = paddingBlock }
+                continue
+            }
+            let chunk = chunks[row], sequence = chunk.sequence
+            values[row] = sequence.tokens[chunk.start]
+            values[bucket + row] = Int32(chunk.start)
+            values[2 * bucket + row] = sequence.blockTable[chunk.start / size] * Int32(size) + Int32(chunk.start % size)
+            values[3 * bucket + row] = Int32(chunk.start + 1)
+            for i in 0..<width { values[tableStart + i] = i < sequence.blockTable.count ? sequence.blockTable[i] : paddingBlock }
+        }
+        try model.backend.copy(Tensor(int32: values), into: plan.inputs)
+        if let graph = plan.graph, let output = plan.output {
+            try graph.launch()
+            decodeCounters.replays += 1
+            return output
+        }
+        let output = try decodeHidden(plan, blockSize: size)
+        if graphs && !plan.captureFailed {
+            do {
+                var captured: Tensor?
+                if let graph = try model.backend.captureGraph({ captured = try decodeHidden(plan, blockSize: size) }) {
+                    plan.graph = graph
+                    plan.output = captured
+                    decodeCounters.captures += 1
+                } else {
+                    plan.captureFailed = true
+                }
+            } catch {
+                // Graphs are an optimisation: a capture that fails leaves this plan eager.
+                plan.captureFailed = true
+            }
+        }
+        return output
+    }
+
+    private func decodeHidden(_ plan: DecodePlan, blockSize: Int) throws -> Tensor {
+        let cache = PagedBatchCache(
+            keyCaches: keyCaches, valueCaches: valueCaches, blockSize: blockSize,
+            metadata: .device(slots: plan.slots, blockTable: plan.blockTable, contextLengths: plan.contextLengths,
+                              maxContextLength: plan.key.width * blockSize))
+        return try model.forwardHidden(tokenIDs: plan.tokens, positions: plan.positions, positionLimit: contextLength, cache: cache)
+    }
+
+    /// Samples every finished row on the device (`Backend.sampleTokens`): forks first (block work only), then
+    /// one sampling call for all rows, then the tokens are accepted in the order the host path accepts them.
+    private func sampleOnDevice(hidden: Tensor, logitRows: [Int32], sampled: [SequenceState]) throws {
+        var rows: [Int32] = [], parameters: [TokenSampling] = []
+        var order: [(sequence: SequenceState, followers: [SequenceState])] = []
+        let size = pool.blockSize
+        for (index, sequence) in sampled.enumerated() {
+            var followers: [SequenceState] = []
+            if sequence.generatedCount == 0 && sequence.sampleIndex == 0 {
+                let waiting = sequence.request.samples.filter { $0.awaitingFork && !$0.isFinished }
+                let fullBlocks = sequence.promptLength / size, hasPartial = sequence.promptLength % size != 0
+                for follower in waiting {
+                    if try fork(follower, from: sequence, fullBlocks: fullBlocks, hasPartial: hasPartial, size: size) {
+                        followers.append(follower)
+                    }
+                }
+            }
+            for member in followers + [sequence] {
+                rows.append(logitRows[index])
+                parameters.append(samplingRow(member))
+            }
+            order.append((sequence, followers))
+        }
+        let results = try model.sampleTokens(hidden: try model.backend.gatherRows(hidden, rows: rows), rows: parameters)
+        var next = 0
+        for (sequence, followers) in order {
+            for member in followers + [sequence] {
+                accept(member, choice: Sampler.Choice(token: results[next].token, logprob: results[next].logprob, alternatives: []))
+                next += 1
+            }
+        }
+    }
+
+    /// The sequence's sampling parameters for `sampleTokens`, drawing its uniform from its own generator
+    /// exactly when the host sampler would.
+    private func samplingRow(_ sequence: SequenceState) -> TokenSampling {
+        let sampling = sequence.request.request.sampling
+        let greedy = sampling.temperature == 0
+        return TokenSampling(
+            temperature: Float(sampling.temperature), topK: sampling.topK > 0 ? sampling.topK : 0, topP: sampling.topP,
+            minP: sampling.minP, uniform: greedy ? 0 : sequence.generator.nextUnitDouble())
     }
 }

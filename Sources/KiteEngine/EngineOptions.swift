@@ -1,4 +1,5 @@
 import KiteModels
+import KiteTensor
 
 /// Capacity and scheduling knobs, named after SGLang's server flags.
 public struct EngineOptions: Sendable, Equatable {
@@ -18,6 +19,21 @@ public struct EngineOptions: Sendable, Equatable {
     public var disableRadixCache = false
     /// `--context-length`: longest sequence (prompt + output); nil uses the model's `max_position_embeddings`.
     public var contextLength: Int?
+    /// `--mem-fraction-static`: on a GPU, the share of device memory for the weights and the key/value cache
+    /// together; the cache gets `total * fraction - (total - free)`, what is left of that share after
+    /// everything already allocated. Used when `maxTotalTokens` is nil, instead of `memoryBudgetBytes`.
+    public var memFractionStatic: Double?
+    /// `--kv-cache-dtype`: nil (auto) takes the backend's choice: bf16 on a bf16 GPU, f32 on the CPU.
+    public var keyValueCacheDType: DType?
+    /// `--disable-cuda-graph`: decode steps launch their kernels one by one instead of replaying a graph.
+    public var disableCUDAGraph = false
+    /// `--cuda-graph-max-bs`: decode batches up to this many sequences replay a captured graph (padded to a
+    /// power of two); larger ones run eagerly.
+    public var cudaGraphMaxBatchSize = 256
+    /// Decode steps read their metadata from one device buffer per step and sample on the device
+    /// (`Backend.sampleTokens`); nil means on accelerators only. On the CPU this runs the backend's reference
+    /// implementations, which tests use to check the path; the host `Sampler` is the CPU default.
+    public var deviceDecode: Bool?
 
     public init() {}
 }
@@ -47,4 +63,14 @@ public struct EngineStatistics: Sendable, Equatable {
     public var weightBytes: Int = 0
     /// Tokens routed to each expert since start, per sparse layer (empty for dense models).
     public var expertLoad: ExpertLoad = ExpertLoad()
+    /// Steps whose every row was a decode token, their tokens and their wall time (forward and sampling).
+    public var decodeSteps: Int
+    public var decodeTokens: Int
+    public var decodeSeconds: Double
+    /// Decode steps that replayed a captured graph, and graphs captured.
+    public var graphReplays: Int
+    public var graphCaptures: Int
+    /// The key/value cache's dtype and size in tokens.
+    public var cacheDType: DType
+    public var cacheTokens: Int
 }

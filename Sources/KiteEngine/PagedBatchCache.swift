@@ -2,32 +2,47 @@ import KiteModels
 import KiteTensor
 
 /// The paged cache as one forward step sees it: where each row's keys and values go, and which blocks hold
-/// each sequence's context. Implements the model's `KeyValueCache` with the backend's paged ops. For latent
-/// attention (a layout with no value rows) `valueCaches` are the key tensors themselves, so `attendLatent`'s
-/// default stores each row once and reads it as key and as value.
+/// each sequence's context. Implements the model's `KeyValueCache` with the backend's paged ops, from host
+/// lists (any mix of prefill chunks and decode tokens) or, for decode steps, from i32 tensors already on the
+/// device (one query row per sequence; no host copy per layer, so the step can be captured as a graph). For
+/// latent attention (a layout with no value rows) `valueCaches` are the key tensors themselves, so
+/// `attendLatent`'s default stores each row once and reads it as key and as value.
 final class PagedBatchCache: KeyValueCache {
+    enum Metadata {
+        case host(slots: [Int32], blockTables: [[Int32]], contextLengths: [Int], queries: PackedSequences)
+        /// `slots` `[B]`, `blockTable` `[B, maxBlocks]`, `contextLengths` `[B]`; every length at most `maxContextLength`.
+        case device(slots: Tensor, blockTable: Tensor, contextLengths: Tensor, maxContextLength: Int)
+    }
+
     let keyCaches: [Tensor]
     let valueCaches: [Tensor]
-    let slots: [Int32]
-    let blockTables: [[Int32]]
     let blockSize: Int
-    let contextLengths: [Int]
-    let queries: PackedSequences
+    let metadata: Metadata
 
-    init(keyCaches: [Tensor], valueCaches: [Tensor], slots: [Int32], blockTables: [[Int32]], blockSize: Int, contextLengths: [Int], queries: PackedSequences) {
+    init(keyCaches: [Tensor], valueCaches: [Tensor], blockSize: Int, metadata: Metadata) {
         self.keyCaches = keyCaches
         self.valueCaches = valueCaches
-        self.slots = slots
-        self.blockTables = blockTables
         self.blockSize = blockSize
-        self.contextLengths = contextLengths
-        self.queries = queries
+        self.metadata = metadata
+    }
+
+    convenience init(keyCaches: [Tensor], valueCaches: [Tensor], slots: [Int32], blockTables: [[Int32]], blockSize: Int, contextLengths: [Int], queries: PackedSequences) {
+        self.init(keyCaches: keyCaches, valueCaches: valueCaches, blockSize: blockSize,
+                  metadata: .host(slots: slots, blockTables: blockTables, contextLengths: contextLengths, queries: queries))
     }
 
     func attend(layer: Int, query: Tensor, key: Tensor, value: Tensor, scale: Float, backend: any Backend) throws -> Tensor {
-        try backend.storeKeyValues(key: key, value: value, keyCache: keyCaches[layer], valueCache: valueCaches[layer], slots: slots)
-        return try backend.pagedAttention(
-            query: query, keyCache: keyCaches[layer], valueCache: valueCaches[layer], blockTables: blockTables,
-            blockSize: blockSize, contextLengths: contextLengths, queries: queries, scale: scale)
+        switch metadata {
+        case .host(let slots, let blockTables, let contextLengths, let queries):
+            try backend.storeKeyValues(key: key, value: value, keyCache: keyCaches[layer], valueCache: valueCaches[layer], slots: slots)
+            return try backend.pagedAttention(
+                query: query, keyCache: keyCaches[layer], valueCache: valueCaches[layer], blockTables: blockTables,
+                blockSize: blockSize, contextLengths: contextLengths, queries: queries, scale: scale)
+        case .device(let slots, let blockTable, let contextLengths, let maxContextLength):
+            try backend.storeKeyValues(key: key, value: value, keyCache: keyCaches[layer], valueCache: valueCaches[layer], slotIndices: slots)
+            return try backend.pagedDecodeAttention(
+                query: query, keyCache: keyCaches[layer], valueCache: valueCaches[layer], blockTable: blockTable,
+                contextLengths: contextLengths, blockSize: blockSize, maxContextLength: maxContextLength, scale: scale)
+        }
     }
 }

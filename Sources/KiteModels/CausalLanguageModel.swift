@@ -28,8 +28,15 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     /// Inference forward of new tokens at `positions` whose keys and values join `cache`: the final
     /// normalised hidden states `[T, hidden]`.
     func forwardHidden(tokens: [Int32], positions: [Int32], cache: any KeyValueCache) throws -> Tensor
+    /// `forwardHidden` with the tokens and positions in i32 tensors `[T]` already on the backend's device (the
+    /// engine's decode steps): no host copy, so the work can be captured as a device graph. `positionLimit`
+    /// bounds every position.
+    func forwardHidden(tokenIDs: Tensor, positions: Tensor, positionLimit: Int, cache: any KeyValueCache) throws -> Tensor
     /// Logits `[T, vocabulary]` of final hidden states.
     func logits(hidden: Tensor) throws -> Tensor
+    /// One token per row of final hidden states `[R, hidden]`, sampled on the backend with its log-prob (see
+    /// `TokenSampling`).
+    func sampleTokens(hidden: Tensor, rows: [TokenSampling]) throws -> [SampledToken]
     /// A copy with its own weights (an engine that sees the trainer's updates only at weight syncs).
     func clone() throws -> Self
     /// Tokens routed to each expert since the last call, per sparse layer; empty for dense models.

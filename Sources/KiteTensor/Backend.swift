@@ -19,7 +19,8 @@ public protocol Backend: AnyObject, Sendable {
     func upload(_ host: Tensor) throws -> Tensor
     /// A host copy of a tensor of this backend (the CPU backend may return it as is).
     func download(_ tensor: Tensor) throws -> Tensor
-    /// Copies `source` into `destination` (same shape and dtype).
+    /// Copies `source` into `destination` (same shape; converted, round-to-nearest-even, when the dtypes
+    /// differ, which is how a colocated engine with bf16 weights takes the trainer's fp32 master weights).
     func copy(_ source: Tensor, into destination: Tensor) throws
     /// A converted copy (round-to-nearest-even for narrowing conversions).
     func cast(_ x: Tensor, to dtype: DType) throws -> Tensor
@@ -137,6 +138,44 @@ public protocol Backend: AnyObject, Sendable {
     /// Adds `dOutput_g^T * input_g` into `weightGradients[g]` for every non-empty group: the weight gradient of
     /// `groupedMatmul(input, ..., transposeWeights: true)`.
     func groupedMatmulWeightGradient(dOutput: Tensor, input: Tensor, groupSizes: [Int], weightGradients: [Tensor]) throws
+
+    // MARK: Decode steps from device-side metadata (no host round trip; capturable as a device graph)
+
+    /// The dtype the engine's key/value cache should use on this backend (f32 on the CPU, the activation
+    /// dtype on accelerators).
+    var keyValueCacheDType: DType { get }
+    /// Free and total bytes of device memory, or nil where that has no meaning (the CPU).
+    func deviceMemory() throws -> (free: Int, total: Int)?
+    /// `gatherRows` with the row indices in an i32 tensor `[R]` (on this backend's device). Accelerators do
+    /// not check the indices (that would need a host round trip): the caller guarantees `0 ..< N`.
+    func gatherRows(_ x: Tensor, indices: Tensor) throws -> Tensor
+    /// `storeKeyValues` with the slots in an i32 tensor `[T]` on this backend's device; unchecked on
+    /// accelerators, like `gatherRows(_:indices:)`.
+    func storeKeyValues(key: Tensor, value: Tensor, keyCache: Tensor, valueCache: Tensor, slotIndices: Tensor) throws
+    /// Decode attention: one query row per sequence (`query` `[B, Hq, D]`), reading keys and values in
+    /// place from the cache blocks. `blockTable` is i32 `[B, maxBlocks]` (row `b` lists sequence `b`'s
+    /// blocks), `contextLengths` i32 `[B]` (each at least 1, the new token included and already stored).
+    /// `maxContextLength` bounds every context length (it sizes the launch, so a captured graph stays valid
+    /// for any lengths up to it). The result equals `pagedAttention` with one query per sequence.
+    func pagedDecodeAttention(
+        query: Tensor, keyCache: Tensor, valueCache: Tensor, blockTable: Tensor, contextLengths: Tensor,
+        blockSize: Int, maxContextLength: Int, scale: Float
+    ) throws -> Tensor
+
+    // MARK: Sampling
+
+    /// One token per row of `hidden` `[R, D]` from the logits `hidden · weight^T` (`weight` `[V, D]`),
+    /// under `rows[r]` (see `TokenSampling` for the exact definition), with its log-prob under
+    /// `log_softmax(logits / T)` before truncation (T = 1 for greedy rows). Never holds more than a chunk of
+    /// rows of fp32 logits; returns the results on the host.
+    func sampleTokens(hidden: Tensor, weight: Tensor, rows: [TokenSampling]) throws -> [SampledToken]
+
+    // MARK: Graphs
+
+    /// Records the device work `body` issues, without running it, as a graph that replays it; nil where the
+    /// backend has no graphs (the caller then runs `body` itself). Tensors `body` allocates stay valid as
+    /// long as the graph lives; `body` must not read results back to the host.
+    func captureGraph(_ body: () throws -> Void) throws -> (any DeviceGraph)?
 
     // MARK: Feed-forward
 

@@ -41,7 +41,14 @@ struct BenchCUDAParity: AsyncParsableCommand {
             if precision == precisions[0] { print(cuda.summary()) }
             results += OperationParity(cuda: cuda, cpu: cpu).run()
             if !skipModels { results += ModelParity(cuda: cuda, cpu: cpu, fixtures: fixtures).run() }
+            if !skipModels && precision == .bf16 { results += await EngineParity(cuda: cuda).run() }
             print("after \(precision): \(cuda.memory.report())")
+        }
+        if precisions.contains(.bf16) {
+            // Deterministic mode: batch invariance of its kernels, and the engine's log-probs equal to the trainer's.
+            let deterministic = try CUDABackend(precision: .bf16, deterministic: true)
+            results += DeterminismParity(cuda: deterministic, cpu: cpu).run()
+            if !skipModels { results += await EngineParity(cuda: deterministic).run() }
         }
         print(ParityTable.render(results))
         if let json {

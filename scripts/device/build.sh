@@ -11,7 +11,9 @@ KITE_TARGET_CPU=haswell swift build -c release --static-swift-stdlib --product k
 binary="$(swift build -c release --static-swift-stdlib --product kite --show-bin-path)/kite"
 strip -o "$destination/kite" "$binary"
 cp scripts/device/*.sh scripts/device/*.py "$destination/"
-for reference in ../shared/reference/gpu/train_step.py /work/shared/reference/gpu/train_step.py; do
-    if [ -f "$reference" ]; then cp "$reference" "$destination/train_step.py"; break; fi
+for script in train_step.py decode_static.py; do
+    for reference in "../shared/reference/gpu/$script" "/work/shared/reference/gpu/$script"; do
+        if [ -f "$reference" ]; then cp "$reference" "$destination/$script"; break; fi
+    done
 done
 ls -la "$destination"

@@ -229,6 +229,7 @@ extension CUDABackend {
             arguments.add(address(output)); arguments.add(try dtypeCode(output.dtype, "embedding"))
             arguments.add(int64: ids.count); arguments.add(int: width); arguments.add(int: vocabulary); arguments.add(flag)
             try launch(.elementwise, "kite_embedding", elementwiseShape(ids.count * width, vector: false), arguments)
+            if isCapturing { return output }
             if let position = try readErrorFlag() {
                 throw KiteTensorError.indexOutOfRange(operation: "embedding", index: try int32Element(ids, position), limit: vocabulary, position: position)
             }

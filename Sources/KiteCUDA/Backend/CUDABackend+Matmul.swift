@@ -64,6 +64,12 @@ extension CUDABackend {
         let a = try converted(try onDevice(a, "matmul"), to: computeDType, keep: true, operation: "matmul")
         let b = try converted(try onDevice(b, "matmul"), to: computeDType, keep: true, operation: "matmul")
         let (m, n, k) = (shape.m, shape.n, shape.k)
+        if deterministic, computeDType == .bf16, shape.batch == nil, !transposeA, transposeB, alpha == 1, beta == 0,
+            k % 8 == 0, address(a) % 16 == 0, address(b) % 16 == 0
+        {
+            try batchInvariantProduct(a, b, into: c, m: m, n: n, k: k)
+            return
+        }
         let batch = shape.batch ?? 1
         let elementType: CUBLASLt.DataType = computeDType == .bf16 ? .bf16 : .f32
         // Column-major view: C^T[n, m] = op(B)^T[n, k] op(A)^T[k, m]; cuBLASLt's "A" is our b, its "B" our a.
@@ -76,7 +82,8 @@ extension CUDABackend {
             batch: batch, strideA: k * n, strideB: m * k, strideC: m * n,
             alignmentA: alignment(b), alignmentB: alignment(a), alignmentC: alignment(c))
         try context.makeCurrent()
-        try blas.matmul(problem, a: address(b), b: address(a), c: address(c), alpha: alpha, beta: beta, stream: context.stream.handle)
+        try blas.matmul(problem, a: address(b), b: address(a), c: address(c), alpha: alpha, beta: beta, stream: context.stream.handle,
+                        mayTune: !isCapturing)
         if Self.synchronousLaunches { try context.stream.synchronize() }
     }
 
@@ -86,5 +93,23 @@ extension CUDABackend {
         var value = 256
         while value > 1 && pointer % CUDevicePointer(value) != 0 { value /= 2 }
         return value
+    }
+}
+
+extension CUDABackend {
+    /// `c = a · b^T` with the fixed-order kernel of deterministic mode (`DeterministicGEMMKernels`). The
+    /// block shape only decides how many rows and columns a block covers, never the order of a row's sums,
+    /// so it is chosen freely for speed: thin blocks for the few rows of decode steps.
+    func batchInvariantProduct(_ a: Tensor, _ b: Tensor, into c: Tensor, m: Int, n: Int, k: Int) throws {
+        let mt = m <= 16 ? 1 : (m <= 32 ? 2 : 4)
+        let wn = mt == 1 && (n + 127) / 128 < 2 * context.multiprocessorCount ? 1 : 4
+        var arguments = KernelArguments()
+        arguments.add(address(a)); arguments.add(int64: k); arguments.add(address(b)); arguments.add(int64: k)
+        arguments.add(address(c)); arguments.add(try dtypeCode(c.dtype, "matmul")); arguments.add(int64: n)
+        arguments.add(int: m); arguments.add(int: n); arguments.add(int: k)
+        try launch(.gemm, "kite_det_gemm_m\(mt)_w\(wn)",
+                   LaunchShape(grid: ((n + 32 * wn - 1) / (32 * wn), (m + 16 * mt - 1) / (16 * mt), 1), block: (32 * wn, 1, 1),
+                               sharedBytes: DeterministicGEMMKernels.sharedBytes(mt: mt, wn: wn)),
+                   arguments)
     }
 }

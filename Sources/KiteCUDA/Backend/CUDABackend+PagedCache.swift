@@ -2,8 +2,9 @@ import KiteTensor
 
 /// The paged key/value cache operations, as the CPU backend defines them: slots are rows of one tensor per
 /// layer. `pagedAttention` gathers each sequence's context into contiguous keys and values on the device and
-/// runs the packed attention kernels, so prefill, decode and training share their arithmetic. A decode kernel
-/// that reads the blocks in place (no gather) is the engine issue's work.
+/// runs the packed attention kernels, so prefill, decode and training share their arithmetic; batches of one
+/// query per sequence go to the in-place decode kernel instead (`CUDABackend+Decode.swift`), except in
+/// deterministic mode.
 extension CUDABackend {
     public func storeKeyValues(key: Tensor, value: Tensor, keyCache: Tensor, valueCache: Tensor, slots: [Int32]) throws {
         try profiler.measure(.other) {
@@ -34,6 +35,32 @@ extension CUDABackend {
     ) throws -> Tensor {
         guard blockTables.count == queries.count, contextLengths.count == queries.count, blockSize > 0 else {
             throw KiteTensorError.invalidArgument(operation: "pagedAttention", detail: "\(queries.count) sequences, \(blockTables.count) block tables, \(contextLengths.count) context lengths, block size \(blockSize)")
+        }
+        if queries.count > 0, queries.totalLength == queries.count, query.rank == 3, keyCache.rank == 3, keyCache.shape[1] > 0,
+            query.shape[1] % keyCache.shape[1] == 0,
+            usesDecodeKernel(headDim: query.shape[2], group: query.shape[1] / keyCache.shape[1], cache: keyCache),
+            let longest = contextLengths.max(), longest >= 1
+        {
+            // One query per sequence: the in-place decode kernel, with the metadata uploaded once.
+            let width = (longest + blockSize - 1) / blockSize
+            var table = [Int32](repeating: 0, count: queries.count * width)
+            for (s, blocks) in blockTables.enumerated() {
+                let needed = (contextLengths[s] + blockSize - 1) / blockSize
+                guard contextLengths[s] >= 1, needed <= blocks.count else {
+                    throw KiteTensorError.invalidArgument(operation: "pagedAttention", detail: "sequence \(s): context \(contextLengths[s]) for 1 query and \(blocks.count) blocks of \(blockSize)")
+                }
+                for i in 0..<needed {
+                    guard blocks[i] >= 0, (Int(blocks[i]) + 1) * blockSize <= keyCache.shape[0] else {
+                        throw KiteTensorError.indexOutOfRange(operation: "pagedAttention", index: Int(blocks[i]) * blockSize, limit: keyCache.shape[0], position: i * blockSize)
+                    }
+                    table[s * width + i] = blocks[i]
+                }
+            }
+            return try pagedDecodeAttention(
+                query: query, keyCache: keyCache, valueCache: valueCache,
+                blockTable: try upload(Tensor(int32: table, shape: [queries.count, width])),
+                contextLengths: try upload(Tensor(int32: contextLengths.map { Int32($0) })),
+                blockSize: blockSize, maxContextLength: longest, scale: scale)
         }
         let slotCount = keyCache.shape.first ?? 0
         var slots: [Int32] = []

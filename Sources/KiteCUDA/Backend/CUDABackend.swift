@@ -1,4 +1,5 @@
 import KiteTensor
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -44,6 +45,16 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public var headChunkRowsOverride: Int?
     /// One i32 on the device where kernels record the first bad index they meet.
     private let errorFlag: CUDevicePointer
+    /// Set while `captureGraph` records: operations then skip their host read-backs.
+    let capturing = Mutex(false)
+    /// Batch-invariant mode (`--deterministic`): results of every forward operation for a row do not depend
+    /// on which other rows share the batch, so the engine's log-probs equal the trainer's bit for bit.
+    /// Products `x · W^T` run a fixed-order tensor-core kernel instead of cuBLASLt (whose algorithm and
+    /// split-K choice change with the shape), and decode attention gathers the cache and runs the same
+    /// kernel as training and prefill instead of the split-K decode kernel.
+    public let deterministic: Bool
+    /// Static layouts of deterministic decode attention, by batch size.
+    let decodeLayouts = Mutex<[Int: (queryOffsets: Tensor, tiles: Tensor)]>([:])
 
     /// The dtype of activations this backend returns.
     public var computeDType: DType { precision == .bf16 ? .bf16 : .f32 }
@@ -53,7 +64,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// - Parameters:
     ///   - precision: bf16 activations (default) or fp32 throughout.
     ///   - allocator: memory strategy; nil reads `KITE_CUDA_ALLOCATOR` (`caching` or `driver`).
-    public init(ordinal: Int = 0, precision: Precision = .bf16, allocator: DeviceMemoryPool.Strategy? = nil) throws {
+    ///   - deterministic: batch-invariant kernels (see `deterministic`); nil reads `KITE_DETERMINISTIC=1`.
+    public init(ordinal: Int = 0, precision: Precision = .bf16, allocator: DeviceMemoryPool.Strategy? = nil, deterministic: Bool? = nil) throws {
         let context = try CUDAContext(ordinal: ordinal)
         self.context = context
         self.device = .cuda(ordinal)
@@ -64,6 +76,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         kernels = KernelCache(context: context)
         blas = try CUBLASLt(driver: context.driver)
         useTF32 = environment("KITE_CUDA_TF32") == "1"
+        self.deterministic = deterministic ?? (environment("KITE_DETERMINISTIC") == "1")
         var flag: CUDevicePointer = 0
         try context.driver.check(context.driver.cuMemAlloc(&flag, 256), "cuMemAlloc(error flag)")
         errorFlag = flag
@@ -78,7 +91,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// A one-line description: device, memory, libraries.
     public func summary() -> String {
         let nvrtc = (try? kernels.compiler()).map { "NVRTC \($0.version.major).\($0.version.minor)" } ?? "NVRTC unavailable"
-        return "\(context.name) (\(context.architecture), \(context.multiprocessorCount) SMs, \(MemoryReport.gigabytes(context.totalMemory))), driver CUDA \(context.driverVersion.major).\(context.driverVersion.minor), \(nvrtc), cuBLASLt \(blas.version), \(precision) mode, \(memory.strategy) allocator"
+        return "\(context.name) (\(context.architecture), \(context.multiprocessorCount) SMs, \(MemoryReport.gigabytes(context.totalMemory))), driver CUDA \(context.driverVersion.major).\(context.driverVersion.minor), \(nvrtc), cuBLASLt \(blas.version), \(precision) mode\(deterministic ? " (deterministic)" : ""), \(memory.strategy) allocator"
     }
 
     // MARK: Memory
@@ -86,13 +99,19 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// An uninitialised device tensor.
     func allocate(_ shape: [Int], _ dtype: DType) throws -> Tensor {
         let bytes = shape.reduce(1, *) * dtype.byteSize
-        let pointer = try memory.allocate(bytes)
+        let arena = memory.activeArena
+        let pointer = try arena?.allocate(DeviceMemoryPool.roundedSize(bytes)) ?? memory.allocate(bytes)
         guard let address = UnsafeMutableRawPointer(bitPattern: UInt(pointer)) else {
             throw CUDAError.unsupported("allocator returned a null pointer")
         }
         let pool = memory
         let storage = TensorStorage(address: address, byteCount: bytes, device: device) { address in
-            pool.free(CUDevicePointer(UInt(bitPattern: address)), bytes: bytes)
+            // A tensor of a graph's arena keeps the arena alive and returns its block there.
+            if let arena {
+                arena.release(CUDevicePointer(UInt(bitPattern: address)), size: DeviceMemoryPool.roundedSize(bytes))
+            } else {
+                pool.free(CUDevicePointer(UInt(bitPattern: address)), bytes: bytes)
+            }
         }
         return Tensor(shape: shape, dtype: dtype, storage: storage)
     }
@@ -134,13 +153,19 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     }
 
     public func copy(_ source: Tensor, into destination: Tensor) throws {
-        guard source.shape == destination.shape, source.dtype == destination.dtype else {
+        guard source.shape == destination.shape else {
             throw KiteTensorError.shapeMismatch(operation: "copy", detail: "\(source) into \(destination)")
         }
         try requireOwn(destination, "copy")
         try context.makeCurrent()
         computeCopies.invalidate(destination)
         guard source.byteCount > 0 else { return }
+        if source.dtype != destination.dtype {
+            // A converting copy (fp32 master weights into an engine's bf16 weights): one cast kernel.
+            _ = try dtypeCode(destination.dtype, "copy")
+            try launchCast(try onDevice(source, "copy"), into: destination, scale: 1)
+            return
+        }
         if source.device == .cpu {
             try context.driver.check(
                 context.driver.cuMemcpyHtoDAsync(address(destination), UnsafeRawPointer(source.rawPointer), source.byteCount, context.stream.handle),

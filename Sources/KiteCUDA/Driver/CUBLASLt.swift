@@ -7,6 +7,7 @@ import Synchronization
 /// its column-major transpose. Descriptors and the heuristic's algorithm are built once per shape and kept.
 final class CUBLASLt: @unchecked Sendable {
     let library: DynamicLibrary
+    private let driver: CUDADriver
     private let handle: OpaquePointer
     private let workspace: CUDevicePointer
     let workspaceBytes: Int
@@ -84,6 +85,7 @@ final class CUBLASLt: @unchecked Sendable {
     init(driver: CUDADriver, workspaceBytes: Int = 32 << 20) throws(CUDAError) {
         let library = try DynamicLibrary.open("libcublasLt", candidates: Self.candidates())
         self.library = library
+        self.driver = driver
         let create: @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32 = try library.symbol("cublasLtCreate")
         let getVersion: @convention(c) () -> Int = try library.symbol("cublasLtGetVersion")
         cublasLtGetStatusString = try library.symbol("cublasLtGetStatusString")
@@ -114,9 +116,11 @@ final class CUBLASLt: @unchecked Sendable {
         throw .cublas(call: call(), code: status, message: cublasLtGetStatusString(status).map { String(cString: $0) } ?? "unknown")
     }
 
-    /// Runs `D = alpha op(A) op(B) + beta C` (column-major, C == D) on `stream`.
-    func matmul(_ problem: Problem, a: CUDevicePointer, b: CUDevicePointer, c: CUDevicePointer, alpha: Float, beta: Float, stream: CUHandle?) throws(CUDAError) {
-        let plan = try self.plan(for: problem)
+    /// Runs `D = alpha op(A) op(B) + beta C` (column-major, C == D) on `stream`. `mayTune` allows timing the
+    /// heuristic's candidates on these very buffers the first time a thin product's shape is seen (see `plan`).
+    func matmul(_ problem: Problem, a: CUDevicePointer, b: CUDevicePointer, c: CUDevicePointer, alpha: Float, beta: Float, stream: CUHandle?, mayTune: Bool = false) throws(CUDAError) {
+        let tuning = mayTune && beta == 0 && problem.n <= Self.tunedColumns && Self.tuningEnabled ? (a, b, c, stream) : nil
+        let plan = try self.plan(for: problem, tuneWith: tuning)
         var alphaValue = alpha, betaValue = beta
         let status = plan.algorithm.withUnsafeBytes { algorithm in
             cublasLtMatmul(
@@ -132,7 +136,17 @@ final class CUBLASLt: @unchecked Sendable {
         "m \(p.m) n \(p.n) k \(p.k), \(p.transposeA ? "T" : "N")\(p.transposeB ? "T" : "N"), types \(p.typeA)/\(p.typeB)/\(p.typeC), batch \(p.batch)"
     }
 
-    private func plan(for problem: Problem) throws(CUDAError) -> Plan {
+    /// Products with at most this many columns in cuBLASLt's view (rows of activations in Kite's: decode
+    /// steps) are tuned; training's large products keep the heuristic's first choice.
+    static let tunedColumns = 512
+    static let tuningEnabled = environment("KITE_CUBLASLT_TUNE") != "0"
+    static let candidateCount = 8
+
+    /// The cached plan of a shape; built on first use from the heuristic's best algorithm, or, given buffers
+    /// to run on (`tuneWith`, only for products that overwrite C), from the fastest of its first eight
+    /// candidates timed on them: for the thin products of decode steps the first choice often leaves most
+    /// of the GPU idle.
+    private func plan(for problem: Problem, tuneWith buffers: (CUDevicePointer, CUDevicePointer, CUDevicePointer, CUHandle?)? = nil) throws(CUDAError) -> Plan {
         if let plan = plans.withLock({ $0[problem] }) { return plan }
         var description: OpaquePointer?
         try check(cublasLtMatmulDescCreate(&description, problem.compute.rawValue, DataType.f32.rawValue), "cublasLtMatmulDescCreate")
@@ -158,19 +172,60 @@ final class CUBLASLt: @unchecked Sendable {
             try check(cublasLtMatmulPreferenceSetAttribute(preference, attribute, &value, 4), "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT)")
         }
         // cublasLtMatmulHeuristicResult_t: algo (64 bytes), workspaceSize (8), state (4), wavesCount (4), reserved (16).
-        var result = [UInt8](repeating: 0, count: 96)
+        let wanted = buffers == nil ? 1 : Self.candidateCount
+        var results = [UInt8](repeating: 0, count: 96 * wanted)
         var returned: Int32 = 0
-        let status = result.withUnsafeMutableBytes { buffer in
-            cublasLtMatmulAlgoGetHeuristic(handle, description, layoutA, layoutB, layoutC, layoutC, preference, 1, buffer.baseAddress!, &returned)
+        let status = results.withUnsafeMutableBytes { buffer in
+            cublasLtMatmulAlgoGetHeuristic(handle, description, layoutA, layoutB, layoutC, layoutC, preference, Int32(wanted), buffer.baseAddress!, &returned)
         }
         try check(status, "cublasLtMatmulAlgoGetHeuristic(\(describe(problem)))")
         guard returned > 0 else { throw .unsupported("cuBLASLt has no algorithm for \(describe(problem))") }
-        result.withUnsafeBytes { buffer in
-            for i in 0..<8 { plan.algorithm[i] = buffer.load(fromByteOffset: i * 8, as: UInt64.self) }
-            plan.workspace = buffer.load(fromByteOffset: 64, as: Int.self)
+        func load(_ index: Int) -> (algorithm: [UInt64], workspace: Int) {
+            results.withUnsafeBytes { buffer in
+                ((0..<8).map { buffer.load(fromByteOffset: index * 96 + $0 * 8, as: UInt64.self) }, buffer.load(fromByteOffset: index * 96 + 64, as: Int.self))
+            }
+        }
+        (plan.algorithm, plan.workspace) = load(0)
+        if let (a, b, c, stream) = buffers, returned > 1 {
+            var best = Double.infinity
+            for index in 0..<Int(returned) {
+                let candidate = load(index)
+                guard candidate.workspace <= workspaceBytes, let time = try? time(plan, candidate, a: a, b: b, c: c, stream: stream), time < best else { continue }
+                best = time
+                (plan.algorithm, plan.workspace) = candidate
+            }
         }
         plans.withLock { $0[problem] = plan }
         return plan
+    }
+
+    /// Milliseconds of three runs of `candidate` (after one untimed run), or nil if it fails.
+    private func time(_ plan: Plan, _ candidate: (algorithm: [UInt64], workspace: Int), a: CUDevicePointer, b: CUDevicePointer, c: CUDevicePointer, stream: CUHandle?) throws(CUDAError) -> Double? {
+        var start: CUHandle?, end: CUHandle?
+        try driver.check(driver.cuEventCreate(&start, 0), "cuEventCreate")
+        try driver.check(driver.cuEventCreate(&end, 0), "cuEventCreate")
+        defer {
+            _ = driver.cuEventDestroy(start)
+            _ = driver.cuEventDestroy(end)
+        }
+        var alpha: Float = 1, beta: Float = 0
+        func run() -> Int32 {
+            candidate.algorithm.withUnsafeBytes { algorithm in
+                cublasLtMatmul(
+                    handle, plan.description, &alpha, UnsafeRawPointer(bitPattern: UInt(a)), plan.layoutA,
+                    UnsafeRawPointer(bitPattern: UInt(b)), plan.layoutB, &beta, UnsafeRawPointer(bitPattern: UInt(c)), plan.layoutC,
+                    UnsafeMutableRawPointer(bitPattern: UInt(c)), plan.layoutC, algorithm.baseAddress,
+                    UnsafeMutableRawPointer(bitPattern: UInt(workspace)), candidate.workspace, stream)
+            }
+        }
+        guard run() == 0 else { return nil }
+        try driver.check(driver.cuEventRecord(start, stream), "cuEventRecord")
+        for _ in 0..<3 where run() != 0 { return nil }
+        try driver.check(driver.cuEventRecord(end, stream), "cuEventRecord")
+        try driver.check(driver.cuEventSynchronize(end), "cuEventSynchronize")
+        var milliseconds: Float = 0
+        try driver.check(driver.cuEventElapsedTime(&milliseconds, start, end), "cuEventElapsedTime")
+        return Double(milliseconds)
     }
 
     private func layout(_ type: DataType, _ rows: Int, _ cols: Int, _ ld: Int, _ batch: Int, _ stride: Int) throws(CUDAError) -> OpaquePointer {

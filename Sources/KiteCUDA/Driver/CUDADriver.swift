@@ -50,6 +50,12 @@ final class CUDADriver: @unchecked Sendable {
     let cuModuleGetFunction: @convention(c) (UnsafeMutablePointer<CUHandle?>, CUHandle?, UnsafePointer<CChar>) -> Int32
     let cuFuncSetAttribute: @convention(c) (CUHandle?, Int32, Int32) -> Int32
     let cuFuncGetAttribute: @convention(c) (UnsafeMutablePointer<Int32>, Int32, CUHandle?) -> Int32
+    let cuStreamBeginCapture: @convention(c) (CUHandle?, Int32) -> Int32
+    let cuStreamEndCapture: @convention(c) (CUHandle?, UnsafeMutablePointer<CUHandle?>) -> Int32
+    let cuGraphInstantiateWithFlags: @convention(c) (UnsafeMutablePointer<CUHandle?>, CUHandle?, UInt64) -> Int32
+    let cuGraphLaunch: @convention(c) (CUHandle?, CUHandle?) -> Int32
+    let cuGraphExecDestroy: @convention(c) (CUHandle?) -> Int32
+    let cuGraphDestroy: @convention(c) (CUHandle?) -> Int32
     let cuLaunchKernel: @convention(c) (
         CUHandle?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUHandle?,
         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
@@ -107,6 +113,12 @@ final class CUDADriver: @unchecked Sendable {
         cuFuncSetAttribute = try library.symbol("cuFuncSetAttribute")
         cuFuncGetAttribute = try library.symbol("cuFuncGetAttribute")
         cuLaunchKernel = try library.symbol("cuLaunchKernel")
+        cuStreamBeginCapture = try library.symbol(anyOf: ["cuStreamBeginCapture_v2", "cuStreamBeginCapture"])
+        cuStreamEndCapture = try library.symbol("cuStreamEndCapture")
+        cuGraphInstantiateWithFlags = try library.symbol("cuGraphInstantiateWithFlags")
+        cuGraphLaunch = try library.symbol("cuGraphLaunch")
+        cuGraphExecDestroy = try library.symbol("cuGraphExecDestroy")
+        cuGraphDestroy = try library.symbol("cuGraphDestroy")
         try check(cuInit(0), "cuInit")
     }
 

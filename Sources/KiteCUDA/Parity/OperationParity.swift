@@ -32,7 +32,8 @@ public struct OperationParity {
         let checks: [(String, () throws -> [ParityResult])] = [
             ("matmul", matmulChecks), ("elementwise", elementwiseChecks), ("rmsNorm", normChecks), ("rope", ropeChecks),
             ("swiglu", swigluChecks), ("embedding", embeddingChecks), ("logprobsAndEntropy", headChecks),
-            ("attention", attentionChecks), ("paged cache", pagedCacheChecks), ("casts", castChecks), ("blockQuantize", quantizeChecks), ("adamw", adamChecks),
+            ("attention", attentionChecks), ("paged cache", pagedCacheChecks), ("decode", decodeChecks), ("sampling", samplingChecks),
+            ("graphs", graphChecks), ("casts", castChecks), ("blockQuantize", quantizeChecks), ("adamw", adamChecks),
         ]
         for (name, check) in checks {
             do { results += try check() } catch { results.append(.failed(name, precision: precision, error)) }

@@ -16,6 +16,15 @@ public struct ParityResult: Sendable {
 
     public var passed: Bool { failure == nil && relativeError <= tolerance }
 
+    public init(name: String, precision: String, maxAbsoluteError: Double, relativeError: Double, tolerance: Double, failure: String?) {
+        self.name = name
+        self.precision = precision
+        self.maxAbsoluteError = maxAbsoluteError
+        self.relativeError = relativeError
+        self.tolerance = tolerance
+        self.failure = failure
+    }
+
     /// Compares two equally long arrays: normwise relative error and max absolute error.
     public static func compare(_ name: String, precision: String, cuda: [Float], cpu: [Float], tolerance: Double) -> ParityResult {
         guard cuda.count == cpu.count else {

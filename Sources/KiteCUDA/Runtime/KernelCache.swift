@@ -12,16 +12,20 @@ public enum KernelModule: String, CaseIterable, Sendable {
     case quantize
     case attention
     case flash
+    case decode
+    case gemm
 
     var body: String {
         switch self {
         case .elementwise: ElementwiseKernels.source
         case .norm: NormKernels.source
-        case .head: HeadKernels.source
+        case .head: HeadKernels.source + "\n" + SamplingKernels.source
         case .optimizer: OptimizerKernels.source
         case .quantize: QuantizeKernels.source
         case .attention: AttentionKernels.source
-        case .flash: FlashAttentionKernels.source
+        case .flash: TensorCoreHelpers.source + "\n" + FlashAttentionKernels.source
+        case .decode: DecodeAttentionKernels.source
+        case .gemm: TensorCoreHelpers.source + "\n" + DeterministicGEMMKernels.source
         }
     }
 

@@ -51,6 +51,8 @@ public final class DeviceMemoryPool: @unchecked Sendable {
         /// Cached blocks by rounded size (caching strategy).
         var free: [Int: [CUDevicePointer]] = [:]
         var cachedBytes = 0
+        /// Where allocations go during a graph capture.
+        var activeArena: CaptureArena?
     }
 
     private let state = Mutex(State())
@@ -163,6 +165,21 @@ public final class DeviceMemoryPool: @unchecked Sendable {
             try driver.check(driver.cuMemPoolTrimTo(pool, 0), "cuMemPoolTrimTo")
         }
     }
+
+    /// The arena tensors come from during a graph capture (`CUDABackend.allocate` asks), set by
+    /// `beginArena` and cleared by `endArena`.
+    var activeArena: CaptureArena? { state.withLock { $0.activeArena } }
+
+    func beginArena(_ arena: CaptureArena) {
+        state.withLock { $0.activeArena = arena }
+    }
+
+    func endArena() {
+        state.withLock { $0.activeArena = nil }
+    }
+
+    /// Bytes the caching allocator holds on its free lists (reusable without the driver).
+    public var cachedBytes: Int { state.withLock { $0.cachedBytes } }
 
     /// Bytes in use, peak, and reserved.
     public func report() -> MemoryReport {

@@ -22,6 +22,8 @@ public final class Transformer: CausalLanguageModel, @unchecked Sendable {
     let inverseFrequencies: [Float]
     /// The positions and tables of the last `rotaryTables` call.
     let rotaryCache = Mutex<(positions: [Int32], tables: RotaryTables)?>(nil)
+    /// cos and sin of every position below a limit, for forwards whose positions live on the device.
+    let rotaryTableCache = Mutex<(limit: Int, cos: Tensor, sin: Tensor)?>(nil)
     let expertLoad = Mutex(ExpertLoad())
 
     /// Binds `parameters` and `buffers` (host fp32 tensors for the CPU backend; projection weights may be
@@ -163,17 +165,25 @@ public final class Transformer: CausalLanguageModel, @unchecked Sendable {
 
     /// A copy with its own parameter and buffer tensors (for an engine that must not see the trainer's updates
     /// until the next weight sync).
-    public func clone() throws -> Transformer {
-        func copies(_ set: ParameterSet) throws -> ParameterSet {
+    public func clone() throws -> Transformer { try clone(matrixDType: nil) }
+
+    /// `clone()` with the floating-point matrices (embeddings, projections, experts, the head) stored in
+    /// `matrixDType`, converted with round-to-nearest-even: an inference engine on a bf16 backend reads bf16
+    /// weights directly, and the conversion gives exactly the bf16 copies the trainer's products read.
+    /// Vectors (norm weights, biases) keep their dtype, so normalisation reads the same fp32 values as
+    /// training; fp8 block weights and buffers stay as they are.
+    public func clone(matrixDType: DType?) throws -> Transformer {
+        func copies(_ set: ParameterSet, convert: Bool) throws -> ParameterSet {
             let result = ParameterSet()
             for (name, tensor) in set.entries {
-                let copy = try backend.zeros(tensor.shape, dtype: tensor.dtype)
+                let keep = !convert || tensor.rank < 2 || tensor.dtype == .fp8e4m3 || tensor.dtype == .fp8e5m2
+                let copy = try backend.zeros(tensor.shape, dtype: keep ? tensor.dtype : (matrixDType ?? tensor.dtype))
                 try backend.copy(tensor, into: copy)
                 result.insert(name, copy)
             }
             return result
         }
-        return try Transformer(config: config, parameters: try copies(parameters), buffers: try copies(buffers), backend: backend)
+        return try Transformer(config: config, parameters: try copies(parameters, convert: true), buffers: try copies(buffers, convert: false), backend: backend)
     }
 }
 

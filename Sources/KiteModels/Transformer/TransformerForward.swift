@@ -125,6 +125,37 @@ extension Transformer {
         return try backend.rmsNorm(x, weight: finalNorm, epsilon: config.rmsNormEpsilon).output
     }
 
+    /// `forwardHidden` with the tokens and positions already in i32 tensors on the backend's device (the
+    /// engine's decode steps): no host copy, so the work can be captured as a device graph. Rotary angles
+    /// come from a table of every position below `positionLimit`, computed on the host once with the same
+    /// arithmetic as `rotaryTables`, so the values are those of the other forwards to the bit.
+    public func forwardHidden(tokenIDs: Tensor, positions: Tensor, positionLimit: Int, cache: any KeyValueCache) throws -> Tensor {
+        guard tokenIDs.dtype == .i32, positions.dtype == .i32, tokenIDs.rank == 1, positions.shape == tokenIDs.shape else {
+            throw ModelError.invalidInput("token ids \(tokenIDs) and positions \(positions); expected two i32 vectors of one length")
+        }
+        let table = try rotaryTable(limit: positionLimit)
+        let rope = RotaryTables(cos: try backend.gatherRows(table.cos, indices: positions), sin: try backend.gatherRows(table.sin, indices: positions))
+        var x = try backend.embedding(ids: tokenIDs, table: embedding)
+        for layer in layers {
+            x = try layerForward(layer, x, rope: rope, attention: .cache(cache), keep: false, record: true).output
+        }
+        return try backend.rmsNorm(x, weight: finalNorm, epsilon: config.rmsNormEpsilon).output
+    }
+
+    /// cos and sin `[limit, headDim / 2]` of positions 0 ..< limit, kept while the limit stays the same.
+    func rotaryTable(limit: Int) throws -> (cos: Tensor, sin: Tensor) {
+        if let cached = rotaryTableCache.withLock({ $0 }), cached.limit >= limit { return (cached.cos, cached.sin) }
+        let tables = try computeRotaryTables(positions: (0..<Int32(max(limit, 1))).map { $0 })
+        rotaryTableCache.withLock { $0 = (max(limit, 1), tables.cos, tables.sin) }
+        return (tables.cos, tables.sin)
+    }
+
+    /// One token per row of final hidden states `[R, hidden]`, sampled on the backend with its log-prob (see
+    /// `TokenSampling`).
+    public func sampleTokens(hidden: Tensor, rows: [TokenSampling]) throws -> [SampledToken] {
+        try backend.sampleTokens(hidden: hidden, weight: outputWeight, rows: rows)
+    }
+
     /// Logits `[T, vocabulary]` of final hidden states `[T, hidden]`.
     public func logits(hidden: Tensor) throws -> Tensor {
         try backend.matmul(hidden, outputWeight, transposeA: false, transposeB: true)

@@ -39,10 +39,18 @@ public final class CPUBackend: Backend {
     }
 
     public func copy(_ source: Tensor, into destination: Tensor) throws {
-        guard source.shape == destination.shape, source.dtype == destination.dtype else {
+        guard source.shape == destination.shape else {
             throw KiteTensorError.shapeMismatch(operation: "copy", detail: "\(source) into \(destination)")
         }
-        destination.rawPointer.copyMemory(from: source.rawPointer, byteCount: source.byteCount)
+        if source.dtype == destination.dtype {
+            destination.rawPointer.copyMemory(from: source.rawPointer, byteCount: source.byteCount)
+            return
+        }
+        guard source.dtype.isFloatingPoint, destination.dtype.isFloatingPoint else {
+            throw KiteTensorError.unsupportedDType(operation: "copy", dtype: source.dtype, expected: "\(destination.dtype), or floating-point types on both sides")
+        }
+        let converted = source.converted(to: destination.dtype)
+        destination.rawPointer.copyMemory(from: converted.rawPointer, byteCount: converted.byteCount)
     }
 
     public func cast(_ x: Tensor, to dtype: DType) throws -> Tensor {

@@ -1,0 +1,31 @@
+import KiteTensor
+
+/// A captured, instantiated CUDA graph and the arena its tensors live in.
+public final class CUDAGraph: DeviceGraph, @unchecked Sendable {
+    let context: CUDAContext
+    private let graph: CUHandle?
+    private let executable: CUHandle?
+    /// Kept so the addresses baked into the graph stay the graph's.
+    let arena: CaptureArena
+
+    init(context: CUDAContext, graph: CUHandle?, executable: CUHandle?, arena: CaptureArena) {
+        self.context = context
+        self.graph = graph
+        self.executable = executable
+        self.arena = arena
+    }
+
+    public func launch() throws {
+        try context.makeCurrent()
+        try context.driver.check(context.driver.cuGraphLaunch(executable, context.stream.handle), "cuGraphLaunch")
+    }
+
+    /// Device memory the graph's tensors hold.
+    public var arenaBytes: Int { arena.reservedBytes }
+
+    deinit {
+        _ = try? context.synchronize()
+        _ = context.driver.cuGraphExecDestroy(executable)
+        _ = context.driver.cuGraphDestroy(graph)
+    }
+}

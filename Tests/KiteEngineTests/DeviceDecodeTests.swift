@@ -1,0 +1,64 @@
+import Testing
+import KiteEngine
+import KiteModels
+import KiteTensor
+
+/// The accelerator path of the engine (decode steps from device-side metadata, sampling through
+/// `Backend.sampleTokens`, padded graph-sized batches) run on the CPU through the backend's reference
+/// implementations: it must produce exactly what the host path produces.
+@Suite(.serialized)
+struct DeviceDecodeTests {
+    func run(_ model: Transformer, deviceDecode: Bool, sampling: SamplingParameters, prompts: [[Int32]]) async throws -> [[GenerationResult]] {
+        var options = EngineOptions()
+        options.blockSize = 4
+        options.chunkedPrefillSize = 32
+        options.deviceDecode = deviceDecode
+        let engine = try InferenceEngine(model: model, options: options)
+        defer { engine.shutdown() }
+        return try await withThrowingTaskGroup(of: (Int, [GenerationResult]).self) { group in
+            for (i, prompt) in prompts.enumerated() {
+                group.addTask { (i, try await engine.generate(GenerationRequest(id: "d\(i)", promptTokens: prompt, sampling: sampling))) }
+            }
+            var collected = [[GenerationResult]](repeating: [], count: prompts.count)
+            for try await (i, result) in group { collected[i] = result }
+            return collected
+        }
+    }
+
+    /// Greedy and temperature sampling (no truncation: the two samplers walk the distribution in the same
+    /// order), groups of two samples that fork from their prompt, prompts of several lengths.
+    @Test(arguments: [0.0, 0.8])
+    func deviceDecodePathMatchesTheHostPath(temperature: Double) async throws {
+        let model = try EngineFixtures.model("qwen3")
+        let prompts = [3, 17, 9, 1, 26].enumerated().map { EngineFixtures.prompt(length: $0.element, seed: UInt64($0.offset), vocabulary: 72) }
+        var sampling = EngineFixtures.greedy(maxNewTokens: 10, n: 2)
+        sampling.temperature = temperature
+        sampling.seed = 77
+        let host = try await run(model, deviceDecode: false, sampling: sampling, prompts: prompts)
+        let device = try await run(model, deviceDecode: true, sampling: sampling, prompts: prompts)
+        for (i, (expected, actual)) in zip(host, device).enumerated() {
+            #expect(actual.map(\.outputTokens) == expected.map(\.outputTokens), "request \(i)")
+            #expect(actual.map(\.outputLogprobs) == expected.map(\.outputLogprobs), "request \(i)")
+        }
+    }
+
+    /// The definition of `TokenSampling` on a small row: greedy takes the first maximum with its T = 1
+    /// log-prob; top-k 1 takes a maximum; the uniform picks from the truncated set only.
+    @Test func tokenSamplingDefinition() {
+        let row: [Float] = [1, 3, 3, -2, 0.5, 2.9]
+        row.withUnsafeBufferPointer { buffer in
+            let greedy = TokenSampling(temperature: 0).reference(buffer.baseAddress!, count: row.count)
+            #expect(greedy.token == 1)
+            let logSumExp = SoftmaxStatistics.compute(buffer.baseAddress!, count: row.count, temperature: 1).logSumExp
+            #expect(greedy.logprob == 3 - logSumExp)
+            for uniform in [0.0, 0.3, 0.99] {
+                // Ties at the k-th value are all kept: top-k 1 keeps both 3s.
+                #expect([1, 2].contains(TokenSampling(temperature: 2, topK: 1, uniform: uniform).reference(buffer.baseAddress!, count: row.count).token))
+                let top3 = TokenSampling(temperature: 1, topK: 3, uniform: uniform).reference(buffer.baseAddress!, count: row.count).token
+                #expect([1, 2, 5].contains(top3))
+                let nucleus = TokenSampling(temperature: 1, topP: 0.5, uniform: uniform).reference(buffer.baseAddress!, count: row.count).token
+                #expect([1, 2].contains(nucleus))
+            }
+        }
+    }
+}
