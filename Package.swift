@@ -41,7 +41,7 @@ let package = Package(
         .target(
             name: "KiteServer",
             dependencies: [
-                "KiteEngine", "KiteModels", "KiteTensor", "KiteTokenizers", "KiteJSON",
+                "KiteEngine", "KiteModels", "KiteTensor", "KiteTokenizers", "KiteJSON", "KiteRL", "KiteTrain",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -74,8 +74,9 @@ let package = Package(
         .testTarget(
             name: "KiteServerTests",
             dependencies: [
-                "KiteServer", "KiteEngine", "KiteModels", "KiteTensor", "KiteJSON", "kite",
+                "KiteServer", "KiteEngine", "KiteModels", "KiteTensor", "KiteJSON", "KiteRL", "kite",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -25,6 +25,11 @@ public struct GenerationRequest: Sendable {
 public struct TokenLogprob: Sendable, Equatable {
     public var token: Int32
     public var logprob: Float
+
+    public init(token: Int32, logprob: Float) {
+        self.token = token
+        self.logprob = logprob
+    }
 }
 
 /// A finished sample.
@@ -45,6 +50,22 @@ public struct GenerationResult: Sendable, Equatable {
     public var cachedTokenCount: Int
     /// The weights' version when the sample finished.
     public var weightVersion: String
+
+    public init(
+        requestID: String, sampleIndex: Int, outputTokens: [Int32], outputLogprobs: [Float], topLogprobs: [[TokenLogprob]] = [],
+        text: String, finishReason: FinishReason, promptTokenCount: Int, cachedTokenCount: Int, weightVersion: String
+    ) {
+        self.requestID = requestID
+        self.sampleIndex = sampleIndex
+        self.outputTokens = outputTokens
+        self.outputLogprobs = outputLogprobs
+        self.topLogprobs = topLogprobs
+        self.text = text
+        self.finishReason = finishReason
+        self.promptTokenCount = promptTokenCount
+        self.cachedTokenCount = cachedTokenCount
+        self.weightVersion = weightVersion
+    }
 }
 
 /// What a running request streams: new tokens of one sample, then that sample's result.

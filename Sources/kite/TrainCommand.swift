@@ -1,6 +1,7 @@
 import ArgumentParser
 import KiteCUDA
 import KiteRL
+import KiteServer
 import KiteTensor
 #if canImport(Glibc)
 import Glibc
@@ -24,10 +25,20 @@ struct TrainCommand: AsyncParsableCommand {
         case "cuda": backend = try CUDABackend(ordinal: 0, precision: .bf16)
         default: backend = CPUBackend(threads: configuration.threads)
         }
-        let run = try await TrainingRun(configuration: configuration, backend: backend) { line in
+        let log: @Sendable (String) -> Void = { line in
             print(line)
             _ = fflush(nil)
         }
+        var rolloutEngine: HTTPRolloutEngine?
+        if !configuration.rolloutEngineURLs.isEmpty && !configuration.debugTrainOnly {
+            let directory = absolutePath(configuration.weightSyncDirectory ?? (configuration.save ?? "kite-runs") + "/weight-sync")
+            let engine = try HTTPRolloutEngine(urls: configuration.rolloutEngineURLs, weightDirectory: directory, log: log)
+            try await engine.waitUntilHealthy(timeout: 60)
+            log("disaggregated rollout on \(configuration.rolloutEngineURLs.joined(separator: ", ")); weight syncs through \(directory)")
+            rolloutEngine = engine
+        }
+        let remoteReward = try configuration.rmType == "remote_rm" ? configuration.rmURL.map { try RemoteReward(url: $0) } : nil
+        let run = try await TrainingRun(configuration: configuration, backend: backend, rolloutEngine: rolloutEngine, remoteReward: remoteReward, log: log)
         let summary = try await run.run()
         print("kite train: \(summary.rollouts) rollouts, \(summary.optimizerSteps) optimizer steps" + (summary.lastCheckpoint.map { ", last checkpoint \($0)" } ?? ""))
     }
@@ -72,4 +83,13 @@ struct MakeData: AsyncParsableCommand {
         try SyntheticData.write(task: kind, count: n, seed: seed, path: out)
         print("wrote \(n) \(task) problems to \(out)")
     }
+}
+
+/// `path` from the working directory when relative: engines in other processes resolve it on their own.
+func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    var buffer = [CChar](repeating: 0, count: 4096)
+    guard getcwd(&buffer, buffer.count) != nil else { return path }
+    let directory = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return directory + "/" + (path.hasPrefix("./") ? String(path.dropFirst(2)) : path)
 }

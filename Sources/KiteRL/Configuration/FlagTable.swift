@@ -158,6 +158,10 @@ public enum FlagTable {
         // Loop.
         FlagSpec("--async", .toggle, "LOOP", "overlap rollout N+1 with training on N (one step off-policy)"),
         FlagSpec("--rollout-engine-url", .list, "LOOP", "disaggregated: engines or a router at these URLs instead of the in-process engine"),
+        FlagSpec("--rollout-external-engine-addrs", .list, "LOOP", "disaggregated: HOST:PORT of running engines (slime's name; same as --rollout-engine-url)"),
+        FlagSpec("--sglang-router-ip", .text, "LOOP", "disaggregated: a running router's address (with --sglang-router-port)"),
+        FlagSpec("--sglang-router-port", .integer, "LOOP", "disaggregated: a running router's port (with --sglang-router-ip)"),
+        FlagSpec("--weight-sync-dir", .text, "LOOP", "disaggregated: where weight syncs are written for the engines' /update_weights_from_disk (default: <save>/weight-sync)"),
         FlagSpec("--start-rollout-id", .integer, "LOOP", "first rollout id (default: 0, or the checkpoint's next)"),
         FlagSpec("--debug-rollout-only", .toggle, "LOOP", "generate and score, never train"),
         FlagSpec("--debug-train-only", .toggle, "LOOP", "train on --load-debug-rollout-data, never generate"),

@@ -55,6 +55,8 @@ public struct TrainingConfiguration: Sendable {
 
     public var asynchronous = false
     public var rolloutEngineURLs: [String] = []
+    /// Disaggregated weight syncs go through this directory (nil: `<save>/weight-sync`).
+    public var weightSyncDirectory: String?
     public var startRolloutID: Int?
     public var debugRolloutOnly = false
     public var debugTrainOnly = false
@@ -229,6 +231,14 @@ public struct TrainingConfiguration: Sendable {
 
         asynchronous = flags.has("--async")
         rolloutEngineURLs = flags.list("--rollout-engine-url")
+        rolloutEngineURLs += flags.list("--rollout-external-engine-addrs").map { $0.contains("://") ? $0 : "http://" + $0 }
+        switch (flags.text("--sglang-router-ip"), try flags.integer("--sglang-router-port")) {
+        case (let host?, let port?): rolloutEngineURLs.append("http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+        case (nil, nil): break
+        case (nil, _?): throw .invalidOption(name: "--sglang-router-ip", message: "is required with --sglang-router-port")
+        case (_?, nil): throw .invalidOption(name: "--sglang-router-port", message: "is required with --sglang-router-ip")
+        }
+        weightSyncDirectory = flags.text("--weight-sync-dir")
         startRolloutID = try flags.integer("--start-rollout-id")
 
         evaluation = EvaluationOptions(

@@ -36,8 +36,12 @@ public final class TrainingRun: @unchecked Sendable {
     var prefetched: (rolloutID: Int, result: RolloutResult)?
 
     /// Loads the model, tokenizer, data and reward, builds engine and trainer, and restores `--load`.
-    /// `rolloutEngine` replaces the in-process engine (disaggregated mode).
-    public init(configuration: TrainingConfiguration, backend: any Backend, rolloutEngine external: (any RolloutEngine)? = nil, log: @escaping @Sendable (String) -> Void) async throws {
+    /// `rolloutEngine` replaces the in-process engine (disaggregated mode); `remoteReward` scores samples
+    /// under `--rm-type remote_rm` (the HTTP client lives outside this target).
+    public init(
+        configuration: TrainingConfiguration, backend: any Backend, rolloutEngine external: (any RolloutEngine)? = nil,
+        remoteReward: (any RewardFunction)? = nil, log: @escaping @Sendable (String) -> Void
+    ) async throws {
         self.configuration = configuration
         self.backend = backend
         for (flag, reason) in configuration.ignoredFlags { log("note: \(flag) has no effect in Kite: \(reason)") }
@@ -91,10 +95,15 @@ public final class TrainingRun: @unchecked Sendable {
             let reward: any RewardFunction
             if let command = configuration.customRewardCommand {
                 reward = try CommandReward(command: command, timeout: configuration.rewardTimeout, timeoutReward: .double(configuration.rewardTimeoutReward), groupReward: configuration.groupReward)
-            } else if let rmType = configuration.rmType, rmType != "remote_rm" {
+            } else if configuration.rmType == "remote_rm" {
+                guard let remoteReward else {
+                    throw RLError.invalidOption(name: "--rm-type", message: "remote_rm needs an HTTP reward client (kite train builds one from --rm-url)")
+                }
+                reward = remoteReward
+            } else if let rmType = configuration.rmType {
                 reward = try RuleReward(rmType: rmType)
             } else {
-                throw RLError.invalidOption(name: "--rm-type", message: "remote_rm needs the HTTP reward client, which this build's kite train wires through --rm-url")
+                throw RLError.invalidOption(name: "--rm-type", message: "is required (or --custom-rm-cmd)")
             }
             if let external {
                 engine = nil
