@@ -72,6 +72,28 @@ struct RolloutLoopTests {
         #expect(statistics.freeBlocks + statistics.cachedBlocks == statistics.totalBlocks)
     }
 
+    /// A reward that never varies within a group makes dynamic sampling drop every group: the rollout fails
+    /// with a message saying so after a bounded number of groups (max(64 x batch, two epochs)), never spins.
+    @Test func dynamicSamplingGivesUpWhenEveryGroupAgrees() async throws {
+        struct ConstantReward: RewardFunction {
+            func rewards(for samples: [Sample]) async throws -> [JSONValue] { samples.map { _ in .double(0) } }
+        }
+        let engine = try InferenceEngine(model: try LoopFixtures.model())
+        defer { engine.shutdown() }
+        var options = RolloutOptions(rolloutBatchSize: 2)
+        options.samplesPerPrompt = 2
+        options.overSamplingBatchSize = 4
+        options.dynamicFilter = .nonzeroStd
+        options.maxResponseLength = 1
+        options.concurrency = 16
+        let rollout = try RolloutManager(
+            engine: InProcessRolloutEngine(engine: engine), dataset: try PromptDataset(records: LoopFixtures.records(40, seed: 9), shuffle: false, seed: 5),
+            reward: ConstantReward(), options: options)
+        let error = await #expect(throws: RLError.self) { try await rollout.generate(rolloutID: 0) }
+        let message = error.map { "\($0)" } ?? ""
+        #expect(message.contains("dynamic sampling dropped 128 groups") && message.contains("reward function"), "\(message)")
+    }
+
     /// The same seed gives the same rollout, whatever the engine's batching and timing did.
     @Test func rolloutsAreReproducible() async throws {
         let model = try LoopFixtures.model()

@@ -180,7 +180,17 @@ public final class RolloutManager: @unchecked Sendable {
                     }
                     prefix += 1
                 }
-                if accepted.count < target { refill() }
+                if accepted.count < target {
+                    // Without a bound, a reward that never varies within a group would over-sample forever.
+                    let bound = max(64 * target, 2 * dataset.records.count)
+                    if dropped >= bound && accepted.count < target {
+                        let reasons = droppedReasons.map { "\($0.value) \($0.key)" }.sorted().joined(separator: ", ")
+                        throw RLError.scheduling(
+                            "dynamic sampling dropped \(dropped) groups (\(reasons)) and kept only \(accepted.count) of the \(target) needed: "
+                            + "the rewards within a group nearly always agree; check the reward function (--rm-type, --custom-rm-cmd) and the labels")
+                    }
+                    refill()
+                }
             }
             // Enough groups passed: abort what is still running and collect it.
             for requestID in inFlight.values { await engine.abort(requestID: requestID) }
