@@ -174,14 +174,13 @@ public enum Demo {
             iteration += 1
             let elapsed = MonotonicClock.seconds() - grpoStart
             if elapsed >= nextEvaluation {
-                let stats = await engine.statistics()
-                log("engine: \(stats.steps) steps, \(stats.generatedTokens) generated, \(stats.prefilledTokens) prefilled; mean gradient norm \(NumberFormatting.fixed(normWindow.reduce(0, +) / Double(max(normWindow.count, 1)), 3))")
+                let gradientNorm = normWindow.reduce(0, +) / Double(max(normWindow.count, 1))
                 normWindow = []
                 let current = try await accuracy()
                 let reward = rewardWindow.reduce(0, +) / Double(max(rewardWindow.count, 1))
                 rewardWindow = []
                 curve.append(DemoResult.Point(seconds: elapsed, iteration: iteration, accuracy: current, rewardMean: reward))
-                log("[\(NumberFormatting.padLeft(NumberFormatting.fixed(elapsed, 0), 4)) s] GRPO iteration \(NumberFormatting.padLeft(String(iteration), 5))  held-out accuracy \(NumberFormatting.padLeft(NumberFormatting.fixed(100 * current, 1), 5))%  rollout reward \(NumberFormatting.fixed(reward, 2))  (\(NumberFormatting.fixed(elapsed / Double(iteration), 3)) s per iteration: rollout \(NumberFormatting.fixed(split.rollout / Double(iteration), 3)), train \(NumberFormatting.fixed(split.train / Double(iteration), 3)), sync \(NumberFormatting.fixed(split.sync / Double(iteration), 3)))")
+                log("[\(NumberFormatting.padLeft(NumberFormatting.fixed(elapsed, 0), 4)) s] GRPO iteration \(NumberFormatting.padLeft(String(iteration), 5))  held-out accuracy \(NumberFormatting.padLeft(NumberFormatting.fixed(100 * current, 1), 5))%  rollout reward \(NumberFormatting.fixed(reward, 2))  grad norm \(NumberFormatting.fixed(gradientNorm, 2))  (\(NumberFormatting.fixed(elapsed / Double(iteration), 3)) s per iteration: rollout \(NumberFormatting.fixed(split.rollout / Double(iteration), 3)), train \(NumberFormatting.fixed(split.train / Double(iteration), 3)), sync \(NumberFormatting.fixed(split.sync / Double(iteration), 3)))")
                 nextEvaluation = elapsed + options.evaluationInterval
             }
         }
