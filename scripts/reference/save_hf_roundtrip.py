@@ -10,8 +10,9 @@ Trains a few GRPO rollouts with `kite train` (CPU), exports with --save-hf, then
 
 usage: python3 scripts/reference/save_hf_roundtrip.py [--kite .build/release/kite] [--model DIR_OR_GGUF] [--rollouts 2]
 Default model: Tests/Fixtures/models/tiny_chat (a llama with the SmolLM2 tokenizer and chat template). With the
-SmolLM2 GGUF (.assets/SmolLM2-135M-Instruct.Q4_1.gguf) the export has no tokenizer files (Kite writes
-tokenizer.json only when the checkpoint came with one), and the starting point is transformers' own GGUF load.
+SmolLM2 GGUF (.assets/SmolLM2-135M-Instruct.Q4_1.gguf) the export's tokenizer is the GGUF's as llama.cpp
+reads it, compared over the tokenizer corpus with tokenizers_reference.py's GGUF-faithful tokenizer.json, and
+the starting point is transformers' own GGUF load.
 Exit status 0 when every check passes.
 """
 import argparse
@@ -82,19 +83,39 @@ def main():
     if moved == 0:
         failures.append("the export equals the starting weights")
 
-    if os.path.exists(os.path.join(exported, "tokenizer.json")):
+    chat = [{"role": "user", "content": "What is 2 + 3?"}]
+    reloaded = AutoTokenizer.from_pretrained(exported)
+    if args.model.endswith(".gguf"):
+        # Kite writes the GGUF's tokenizer as llama.cpp reads it; the reference is the GGUF-faithful
+        # tokenizer.json that tokenizers_reference.py builds, run by HF tokenizers, over the whole corpus.
+        from tokenizers import Tokenizer
+        name = {"SmolLM2": "smollm2", "DeepSeek-R1": "r1"}
+        key = next((v for k, v in name.items() if k in os.path.basename(args.model)), None)
+        reference_path = os.path.join(ROOT, ".assets", "tokenizers", f"{key}-gguf", "tokenizer.json")
+        corpus = json.load(open(os.path.join(ROOT, "Tests", "Fixtures", "tokenizers", "corpus.json"), encoding="utf-8"))["strings"]
+        if key and os.path.exists(reference_path):
+            reference_tokenizer = Tokenizer.from_file(reference_path)
+            differ = sum(reloaded(t, add_special_tokens=False)["input_ids"] != reference_tokenizer.encode(t, add_special_tokens=False).ids for t in corpus)
+            print(f"tokenizer: {differ} of {len(corpus)} corpus strings encode differently from the GGUF-faithful reference")
+            if differ:
+                failures.append("the exported tokenizer differs")
+        else:
+            print(f"tokenizer: no reference at {reference_path} (run tokenizers_reference.py); not compared")
+        gguf_tokenizer = AutoTokenizer.from_pretrained(os.path.dirname(args.model), gguf_file=os.path.basename(args.model))
+        same_template = gguf_tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == \
+            reloaded.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        print(f"chat template: same rendering as transformers' GGUF load {same_template}")
+        if not same_template:
+            failures.append("the exported chat template differs")
+    else:
         probe = "Hello, world! 12 + 30 = 42 <|im_start|>user\n日本語"
         original = AutoTokenizer.from_pretrained(args.model)
-        reloaded = AutoTokenizer.from_pretrained(exported)
         same = original(probe)["input_ids"] == reloaded(probe)["input_ids"]
-        chat = [{"role": "user", "content": "What is 2 + 3?"}]
         same_template = original.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == \
             reloaded.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         print(f"tokenizer: same ids {same}, same chat template rendering {same_template}")
         if not (same and same_template):
             failures.append("the exported tokenizer differs")
-    else:
-        print("tokenizer: none exported (the checkpoint was a GGUF)")
 
     if failures:
         print("FAIL: " + "; ".join(failures))

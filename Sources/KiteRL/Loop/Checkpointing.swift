@@ -22,7 +22,7 @@ extension TrainingRun {
         }
         return try TrainingCheckpoint.save(
             root: root, rolloutID: rolloutID, model: model, optimizer: configuration.saveOptimizer ? trainer.optimizer : nil,
-            state: state, modelFiles: tokenizerFiles())
+            state: state, modelFiles: try tokenizerFiles())
     }
 
     /// Continues from a checkpoint: weights, optimizer moments and step, data position, counters.

@@ -1,3 +1,4 @@
+import KiteTokenizers
 import KiteEngine
 import KiteJSON
 import KiteModels
@@ -50,7 +51,7 @@ extension TrainingRun {
             }
             if let template = options.saveHF, last || (options.saveInterval.map { (rolloutID + 1) % $0 == 0 } ?? false) {
                 let path = template.replacingAll("{rollout_id}", with: String(rolloutID))
-                try TrainingCheckpoint.exportHuggingFace(model: model, to: path, extraFiles: tokenizerFiles())
+                try TrainingCheckpoint.exportHuggingFace(model: model, to: path, extraFiles: try tokenizerFiles())
             }
         }
         if let interval = options.evaluation.interval, options.numRollout % interval == 0, !evaluationSets.isEmpty {
@@ -122,8 +123,10 @@ extension TrainingRun {
     }
 
     /// Tokenizer files copied next to saved weights, so the saved directory is a complete model.
-    func tokenizerFiles() -> [(name: String, contents: [UInt8])] {
-        guard !configuration.hfCheckpoint.hasSuffix(".gguf") else { return [] }
+    /// The tokenizer and chat template files saved beside exported weights: the checkpoint's own, or for a GGUF
+    /// checkpoint its tokenizer written as Hugging Face files.
+    func tokenizerFiles() throws -> [(name: String, contents: [UInt8])] {
+        if configuration.hfCheckpoint.hasSuffix(".gguf") { return try HuggingFaceTokenizerExport.files(ggufPath: configuration.hfCheckpoint) }
         return ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"].compactMap { name in
             (try? FileText.readBytes(configuration.hfCheckpoint + "/" + name)).map { (name, $0) }
         }
