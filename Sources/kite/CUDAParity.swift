@@ -140,9 +140,10 @@ struct ModelParity {
         let cudaResult = try cudaModel.forward(tokens: batch.tokens, sequences: batch.packing, temperature: batch.temperature)
         var results: [ParityResult] = []
         // Sparse models: whether both backends routed every token alike, judged by the tokens each expert got.
-        // A router logit within rounding of the k-th best can pick another expert on the GPU (bf16 logits are
-        // rounded to 2^-9); a moved token changes its row's outputs by far more than rounding, so the table
-        // shows it here first (tolerance 0: any moved token is reported).
+        // In bf16 mode the router sees bf16 hidden states and a bf16 product, so a logit within that rounding
+        // of the k-th best can pick another expert than the CPU; a moved token changes its row's outputs and
+        // gradients by far more than rounding, so the table says so here first (tolerance 0: any moved token
+        // is reported, and the model's other rows then compare different functions).
         let cpuLoad = cpuModel.takeExpertLoad(), cudaLoad = cudaModel.takeExpertLoad()
         if !cpuLoad.isEmpty || !cudaLoad.isEmpty {
             var moved = 0, routed = 0
@@ -180,14 +181,24 @@ struct ModelParity {
         let norms = pairs.map { pair in pair.reference.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
         let floor = 0.05 * (norms.reduce(0.0) { $0 + $1 * $1 } / Double(max(norms.count, 1))).squareRoot()
         var worst: ParityResult?
+        var perTensor: [(name: String, error: Double, share: Double)] = []
+        let totalNorm = norms.reduce(0.0) { $0 + $1 * $1 }.squareRoot()
         for (index, pair) in pairs.enumerated() {
             var result = ParityResult.compare("\(label) worst gradient (\(shortName(pair.name)))", precision: precision, cuda: pair.ours,
                                               cpu: pair.reference, tolerance: gradientTolerance)
             result.relativeError *= norms[index] / max(norms[index], floor, 1e-30)
+            perTensor.append((shortName(pair.name), result.relativeError, norms[index] / max(totalNorm, 1e-30)))
             let score = result.failure == nil ? result.relativeError : .infinity
             if score > (worst.map { $0.failure == nil ? $0.relativeError : .infinity } ?? -1) { worst = result }
         }
         if let worst { results.append(worst) }
+        // KITE_PARITY_DETAIL=1: every tensor's error (floored as above) and its share of the gradient norm.
+        if getenv("KITE_PARITY_DETAIL").map({ String(cString: $0) }) == "1" {
+            print("\(label) \(precision) gradients, worst first (error, share of the norm):")
+            for entry in perTensor.sorted(by: { $0.error > $1.error }) {
+                print("  \(entry.name): \(ParityTable.scientific(entry.error)), \(ParityTable.scientific(entry.share))")
+            }
+        }
         return results
     }
 

@@ -56,6 +56,10 @@ extension OperationParity {
             ("deepseek-v3 sigmoid E64 k6 8 groups (top-2 sum, 3 kept) biased x2.5", 64,
              RoutingParameters(scoring: .sigmoid, topK: 6, groups: 8, topGroups: 3, groupScore: .sumOfTopTwo, normalize: true,
                                normalizationEpsilon: 1e-20, scale: 2.5), true),
+            // DeepSeek-V3's own router size: more experts than a routing block has threads.
+            ("deepseek-v3 full size sigmoid E256 k8 8 groups (4 kept) biased", 256,
+             RoutingParameters(scoring: .sigmoid, topK: 8, groups: 8, topGroups: 4, groupScore: .sumOfTopTwo, normalize: true,
+                               normalizationEpsilon: 1e-20, scale: 2.5), true),
         ]
         for (index, (name, expertCount, parameters, biased)) in routers.enumerated() {
             let seed = 700 + UInt64(index) * 20
