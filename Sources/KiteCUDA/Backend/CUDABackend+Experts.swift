@@ -6,7 +6,8 @@ import KiteTensor
 /// - Column ops are copies (split's sums of broadcast rows aside) that read any floating-point dtype and
 ///   return `computeDType`, like every activation-producing op.
 /// - Routing runs one block per token in fp32 (logits of any floating-point dtype): gate weights are f32,
-///   experts i32, routing's backward returns `computeDType`.
+///   experts i32, routing's backward returns `computeDType` and, like `embedding`, waits for the stream to
+///   report an expert index out of range with the CPU's error.
 /// - `dispatch` waits for the stream once: it reads the chosen experts back to the host and sorts them
 ///   there (a counting sort, the CPU's exact order), because `ExpertDispatch.tokensPerExpert` are host
 ///   integers that size the grouped products. It therefore cannot be recorded into a device graph.
