@@ -10,10 +10,11 @@ import Glibc
 struct BenchCUDAParity: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cuda-parity",
-        abstract: "Every backend operation and whole dense models on the CPU and on the GPU; prints a pass/fail table.",
+        abstract: "Every backend operation and whole models on the CPU and on the GPU; prints a pass/fail table.",
         discussion: """
             Operations: random inputs, forward and backward, in fp32 and bf16 mode, against the CPU reference \
-            (tolerances: see OperationParity). Models: the fixture models under --fixtures and a random \
+            (tolerances: see OperationParity). Models: the fixture models under --fixtures (dense, mixture-of-experts \
+            and latent attention) and a random \
             Qwen3-shaped model with head size 128 (the tensor-core attention path): log-probs, entropies and \
             every parameter gradient of a weighted loss. Exits non-zero if any check fails.
             """
@@ -28,6 +29,9 @@ struct BenchCUDAParity: AsyncParsableCommand {
     @Flag(help: "Skip the whole-model checks.")
     var skipModels = false
 
+    @Option(help: "Run only these checks, comma-separated: operation groups (matmul, attention, column slices, mixture of experts, ...), fixture model names, engine, engine sparse, determinism.")
+    var only: String?
+
     @Option(help: "Write the table as JSON to this file.")
     var json: String?
 
@@ -35,20 +39,23 @@ struct BenchCUDAParity: AsyncParsableCommand {
         let precisions: [CUDABackend.Precision] = precision == "all" ? [.fp32, .bf16] : [CUDABackend.Precision(rawValue: precision)].compactMap { $0 }
         guard !precisions.isEmpty else { throw ValidationError("--precision must be all, fp32 or bf16") }
         let cpu = CPUBackend()
+        let selected = only.map { Set($0.split(separator: ",").map { String($0.drop(while: { $0 == " " })) }) }
+        func wanted(_ name: String) -> Bool { selected?.contains(name) ?? true }
         var results: [ParityResult] = []
         for precision in precisions {
             let cuda = try CUDABackend(precision: precision)
             if precision == precisions[0] { print(cuda.summary()) }
-            results += OperationParity(cuda: cuda, cpu: cpu).run()
-            if !skipModels { results += ModelParity(cuda: cuda, cpu: cpu, fixtures: fixtures).run() }
-            if !skipModels && precision == .bf16 { results += await EngineParity(cuda: cuda).run() }
+            results += OperationParity(cuda: cuda, cpu: cpu).run(only: selected)
+            if !skipModels { results += ModelParity(cuda: cuda, cpu: cpu, fixtures: fixtures, only: selected).run() }
+            if !skipModels && precision == .bf16 && wanted("engine") { results += await EngineParity(cuda: cuda).run() }
+            if !skipModels && wanted("engine sparse") { results += await EngineParity(cuda: cuda).sparseFixtures(directory: fixtures) }
             print("after \(precision): \(cuda.memory.report())")
         }
-        if precisions.contains(.bf16) {
+        if precisions.contains(.bf16) && wanted("determinism") {
             // Deterministic mode: batch invariance of its kernels, and the engine's log-probs equal to the trainer's.
             let deterministic = try CUDABackend(precision: .bf16, deterministic: true)
             results += DeterminismParity(cuda: deterministic, cpu: cpu).run()
-            if !skipModels { results += await EngineParity(cuda: deterministic).run() }
+            if !skipModels && wanted("engine") { results += await EngineParity(cuda: deterministic).run() }
         }
         print(ParityTable.render(results))
         if let json {
@@ -75,6 +82,8 @@ struct ModelParity {
     let cuda: CUDABackend
     let cpu: CPUBackend
     let fixtures: String
+    /// Model names to run (fixture folder names, `qwen3 d128 random`); nil runs all.
+    var only: Set<String>? = nil
 
     struct Batch {
         var sequences: [[Int32]]
@@ -85,10 +94,14 @@ struct ModelParity {
         var tokens: [Int32] { sequences.flatMap { $0 } }
     }
 
+    /// Mixture-of-experts and latent-attention fixtures (DeepSeek-V2/V3 routers, MLA with and without a query
+    /// bottleneck, interleaved RoPE, Qwen3-MoE with dense layers between sparse ones).
+    static let sparseFixtures = ["deepseek_v2", "deepseek_v3", "deepseek_v3_plain", "qwen3_moe", "qwen3_moe_sparse_step"]
+
     func run() -> [ParityResult] {
         var results: [ParityResult] = []
         let precision = cuda.precision.rawValue
-        for name in ["llama", "llama_linear_tied", "qwen2", "qwen3"] {
+        for name in ["llama", "llama_linear_tied", "qwen2", "qwen3"] + Self.sparseFixtures where only?.contains(name) ?? true {
             let directory = "\(fixtures)/\(name)"
             do {
                 let batch = try Self.fixtureBatch(directory: directory)
@@ -99,6 +112,7 @@ struct ModelParity {
                 results.append(.failed("model \(name)", precision: precision, error))
             }
         }
+        guard only?.contains("qwen3 d128 random") ?? true else { return results }
         do {
             let config = try qwen3SmallConfig(layers: 2, vocabulary: 1024, hidden: 256, intermediate: 512, heads: 4, kvHeads: 2, headDim: 128)
             let cpuModel = try Transformer.randomlyInitialized(config: config, seed: 7, backend: cpu)
@@ -122,9 +136,28 @@ struct ModelParity {
         let bf16 = cuda.precision == .bf16
         let (outputTolerance, allGradientsTolerance, gradientTolerance) = bf16 ? (1e-2, 3e-2, 5e-2) : (1e-4, 1e-4, 1e-4)
         let rows = batch.tokens.count
+        _ = (cpuModel.takeExpertLoad(), cudaModel.takeExpertLoad())
         let cpuResult = try cpuModel.forward(tokens: batch.tokens, sequences: batch.packing, temperature: batch.temperature)
         let cudaResult = try cudaModel.forward(tokens: batch.tokens, sequences: batch.packing, temperature: batch.temperature)
-        var results = [
+        var results: [ParityResult] = []
+        // Sparse models: whether both backends routed every token alike, judged by the tokens each expert got.
+        // In bf16 mode the router sees bf16 hidden states and a bf16 product, so a logit within that rounding
+        // of the k-th best can pick another expert than the CPU; a moved token changes its row's outputs and
+        // gradients by far more than rounding, so the table says so here first (tolerance 0: any moved token
+        // is reported, and the model's other rows then compare different functions).
+        let cpuLoad = cpuModel.takeExpertLoad(), cudaLoad = cudaModel.takeExpertLoad()
+        if !cpuLoad.isEmpty || !cudaLoad.isEmpty {
+            var moved = 0, routed = 0
+            for (layer, counts) in cpuLoad.tokensPerExpert {
+                let other = cudaLoad.tokensPerExpert[layer] ?? Array(repeating: 0, count: counts.count)
+                moved += zip(counts, other).reduce(0) { $0 + abs($1.0 - $1.1) } / 2
+                routed += counts.reduce(0, +)
+            }
+            results.append(ParityResult(name: "\(label) tokens routed elsewhere", precision: precision, maxAbsoluteError: Double(moved),
+                                        relativeError: Double(moved) / Double(max(routed, 1)), tolerance: 0,
+                                        failure: Set(cpuLoad.tokensPerExpert.keys) == Set(cudaLoad.tokensPerExpert.keys) ? nil : "different sparse layers"))
+        }
+        results += [
             ParityResult.compare("\(label) logprobs", precision: precision, cuda: try cuda.download(cudaResult.logprobs).toFloats(),
                                  cpu: cpuResult.logprobs.toFloats(), tolerance: outputTolerance),
             ParityResult.compare("\(label) entropy", precision: precision, cuda: try cuda.download(cudaResult.entropy).toFloats(),
@@ -149,14 +182,24 @@ struct ModelParity {
         let norms = pairs.map { pair in pair.reference.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
         let floor = 0.05 * (norms.reduce(0.0) { $0 + $1 * $1 } / Double(max(norms.count, 1))).squareRoot()
         var worst: ParityResult?
+        var perTensor: [(name: String, error: Double, share: Double)] = []
+        let totalNorm = norms.reduce(0.0) { $0 + $1 * $1 }.squareRoot()
         for (index, pair) in pairs.enumerated() {
             var result = ParityResult.compare("\(label) worst gradient (\(shortName(pair.name)))", precision: precision, cuda: pair.ours,
                                               cpu: pair.reference, tolerance: gradientTolerance)
             result.relativeError *= norms[index] / max(norms[index], floor, 1e-30)
+            perTensor.append((shortName(pair.name), result.relativeError, norms[index] / max(totalNorm, 1e-30)))
             let score = result.failure == nil ? result.relativeError : .infinity
             if score > (worst.map { $0.failure == nil ? $0.relativeError : .infinity } ?? -1) { worst = result }
         }
         if let worst { results.append(worst) }
+        // KITE_PARITY_DETAIL=1: every tensor's error (floored as above) and its share of the gradient norm.
+        if getenv("KITE_PARITY_DETAIL").map({ String(cString: $0) }) == "1" {
+            print("\(label) \(precision) gradients, worst first (error, share of the norm):")
+            for entry in perTensor.sorted(by: { $0.error > $1.error }) {
+                print("  \(entry.name): \(ParityTable.scientific(entry.error)), \(ParityTable.scientific(entry.share))")
+            }
+        }
         return results
     }
 

@@ -73,3 +73,55 @@ struct EngineParity {
         }
     }
 }
+
+extension EngineParity {
+    /// The engine on mixture-of-experts and latent-attention fixtures (Qwen3-MoE; DeepSeek-V3 with a query
+    /// bottleneck and interleaved RoPE): prompts of several lengths, scored by the trainer's packed forward
+    /// on the same GPU. One new token per prompt checks prefill alone (latent attention absorbed over the
+    /// paged cache, experts dispatched from the prefill batch); eight check decode steps too. Tolerance as the
+    /// dense check's: bf16 rounding (both compute the same function through different products), unless a
+    /// router near a tie sends a token elsewhere.
+    func sparseFixtures(directory fixtures: String) async -> [ParityResult] {
+        let precision = cuda.precision.rawValue
+        var results: [ParityResult] = []
+        for name in ["qwen3_moe", "deepseek_v3"] {
+            for newTokens in [1, 8] {
+                let label = "engine \(name) \(newTokens == 1 ? "prefill" : "prefill + 7 decode steps")"
+                do {
+                    let trainer = try Transformer.load(directory: "\(fixtures)/\(name)", backend: cuda)
+                    let engineModel = try trainer.clone(matrixDType: cuda.computeDType)
+                    let vocabulary = trainer.config.vocabularySize
+                    var generator = SeededGenerator(seed: 21)
+                    let prompts = [3, 17, 40].map { length in (0..<length).map { _ in Int32(generator.next() % UInt64(vocabulary)) } }
+                    var options = EngineOptions()
+                    options.maxTotalTokens = 4096
+                    let engine = try InferenceEngine(model: engineModel, options: options)
+                    defer { engine.shutdown() }
+                    var sampling = SamplingParameters()
+                    sampling.temperature = 1
+                    sampling.maxNewTokens = newTokens
+                    sampling.ignoreEOS = true
+                    sampling.seed = 5
+                    var samples: [GenerationResult] = []
+                    for (index, prompt) in prompts.enumerated() {
+                        samples += try await engine.generate(GenerationRequest(id: "\(name)-\(newTokens)-\(index)", promptTokens: prompt, sampling: sampling))
+                    }
+                    let sequences = zip(prompts, samples).map { $0 + $1.outputTokens }
+                    let packing = PackedSequences(lengths: sequences.map(\.count))
+                    let scored = try cuda.download(try trainer.forward(tokens: sequences.flatMap { $0 }, sequences: packing, temperature: 1, keepActivations: false).logprobs).toFloats()
+                    var engineLogprobs: [Float] = [], reference: [Float] = []
+                    for (s, sample) in samples.enumerated() {
+                        let first = packing.range(s).lowerBound + prompts[s].count - 1
+                        engineLogprobs += sample.outputLogprobs
+                        reference += scored[first..<(first + sample.outputTokens.count)]
+                    }
+                    results.append(ParityResult.compare("\(label) log-probs vs trainer's", precision: precision, cuda: engineLogprobs, cpu: reference,
+                                                        tolerance: cuda.precision == .bf16 ? 1e-2 : 1e-4))
+                } catch {
+                    results.append(.failed(label, precision: precision, error))
+                }
+            }
+        }
+        return results
+    }
+}

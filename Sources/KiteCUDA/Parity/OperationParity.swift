@@ -10,6 +10,7 @@ import KiteTensor
 ///   1e-2 for anything that sums over bf16 operands (METHOD.md: "bf16 operands between 1e-3 and 1e-2").
 /// - Casts and fp8 block quantisation: bit-exact (tolerance 0, counted in differing bytes).
 /// - AdamW (fp32 in both modes): 1e-6.
+/// - Column slices and mixture-of-experts ops: see `ExpertParity.swift`.
 ///
 /// In bf16 mode activation inputs are rounded to bf16 before both backends see them, so the comparison
 /// measures the operation, not the input rounding. Weights stay fp32, as the model keeps them.
@@ -26,16 +27,24 @@ public struct OperationParity {
         self.cpu = cpu
     }
 
-    /// Runs every check; a check that throws is reported as a failure and the rest still run.
-    public func run() -> [ParityResult] {
+    /// Names of the groups of checks `run` runs, in order.
+    public static let groups = [
+        "matmul", "elementwise", "rmsNorm", "rope", "swiglu", "embedding", "logprobsAndEntropy", "attention", "paged cache", "decode",
+        "sampling", "graphs", "casts", "blockQuantize", "adamw", "column slices", "mixture of experts",
+    ]
+
+    /// Runs every check (or the groups named in `only`); a check that throws is reported as a failure and the
+    /// rest still run.
+    public func run(only: Set<String>? = nil) -> [ParityResult] {
         var results: [ParityResult] = []
         let checks: [(String, () throws -> [ParityResult])] = [
             ("matmul", matmulChecks), ("elementwise", elementwiseChecks), ("rmsNorm", normChecks), ("rope", ropeChecks),
             ("swiglu", swigluChecks), ("embedding", embeddingChecks), ("logprobsAndEntropy", headChecks),
             ("attention", attentionChecks), ("paged cache", pagedCacheChecks), ("decode", decodeChecks), ("sampling", samplingChecks),
             ("graphs", graphChecks), ("casts", castChecks), ("blockQuantize", quantizeChecks), ("adamw", adamChecks),
+            ("column slices", columnChecks), ("mixture of experts", expertChecks),
         ]
-        for (name, check) in checks {
+        for (name, check) in checks where only?.contains(name) ?? true {
             do { results += try check() } catch { results.append(.failed(name, precision: precision, error)) }
         }
         return results

@@ -14,6 +14,7 @@ public enum KernelModule: String, CaseIterable, Sendable {
     case flash
     case decode
     case gemm
+    case experts
 
     var body: String {
         switch self {
@@ -26,6 +27,7 @@ public enum KernelModule: String, CaseIterable, Sendable {
         case .flash: TensorCoreHelpers.source + "\n" + FlashAttentionKernels.source
         case .decode: DecodeAttentionKernels.source
         case .gemm: TensorCoreHelpers.source + "\n" + DeterministicGEMMKernels.source
+        case .experts: ExpertKernels.source
         }
     }
 
