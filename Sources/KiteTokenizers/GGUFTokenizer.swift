@@ -140,46 +140,61 @@ extension Tokenizer {
 }
 
 /// llama.cpp's `tokenizer.ggml.pre` names and the pre-tokenizer each implies, written as HF pre-tokenizers
-/// (regexes from llama.cpp's `llama-vocab.cpp`; its multi-regex lists are `Split` steps in sequence).
+/// (regexes from llama.cpp's `llama-vocab.cpp`; its multi-regex lists are `Split` steps in sequence). One table
+/// serves the reader (`named`) and the Hugging Face export (`huggingFaceJSON`).
 enum GGUFPreTokenizers {
+    /// What a name implies: pre-tokenizer steps in order, BPE's `ignore_merges`, and llama.cpp's default for
+    /// adding the beginning-of-sequence token.
+    struct Recipe {
+        enum Step {
+            case digits
+            case byteLevel(useRegex: Bool)
+            case split(String)
+        }
+
+        let steps: [Step]
+        let ignoreMerges: Bool
+        let addBOS: Bool
+    }
+
     static let deepSeekV3Patterns = [DeepSeekPatterns.digits, DeepSeekPatterns.kana, DeepSeekPatterns.words]
 
-    static let knownNames = [
-        "gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "exaone4", "smollm", "starcoder", "refact", "command-r",
-        "codeshell", "exaone", "minerva-7b", "qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "kormo", "llama3",
-        "llama-v3", "llama-bpe", "falcon3", "dbrx", "smaug-bpe", "deepseek-v3",
+    private static func splitsThenBytes(_ patterns: [String], ignoreMerges: Bool = false, addBOS: Bool = false) -> Recipe {
+        Recipe(steps: patterns.map { .split($0) } + [.byteLevel(useRegex: false)], ignoreMerges: ignoreMerges, addBOS: addBOS)
+    }
+
+    static let recipes: [(names: [String], recipe: Recipe)] = [
+        (["gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "exaone4"], Recipe(steps: [.byteLevel(useRegex: true)], ignoreMerges: false, addBOS: false)),
+        (["smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"],
+         Recipe(steps: [.digits, .byteLevel(useRegex: true)], ignoreMerges: false, addBOS: false)),
+        (["qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "kormo"], splitsThenBytes([KnownPattern.qwen2Pattern])),
+        (["llama3", "llama-v3", "llama-bpe", "falcon3"], splitsThenBytes([KnownPattern.llama3Pattern], ignoreMerges: true, addBOS: true)),
+        (["dbrx", "smaug-bpe"], splitsThenBytes([KnownPattern.llama3Pattern])),
+        (["deepseek-v3"], splitsThenBytes(deepSeekV3Patterns)),
     ]
+
+    static var knownNames: [String] { recipes.flatMap(\.names) }
+
+    static func recipe(_ name: String) -> Recipe? {
+        recipes.first { $0.names.contains(name) }?.recipe
+    }
 
     /// (pre-tokenizer, ignore_merges, default add_bos) for `name`, or nil when unknown.
     static func named(_ name: String) throws(TokenizerError) -> (PreTokenizer, Bool, Bool)? {
-        do {
-            switch name {
-            case "gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "exaone4":
-                return (.byteLevel(addPrefixSpace: false, useRegex: true), false, false)
-            case "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b":
-                return (.sequence([.digits(individual: true), .byteLevel(addPrefixSpace: false, useRegex: true)]), false, false)
-            case "qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "kormo":
-                return (try splitThenBytes([KnownPattern.qwen2Pattern]), false, false)
-            case "llama3", "llama-v3", "llama-bpe", "falcon3":
-                return (try splitThenBytes([KnownPattern.llama3Pattern]), true, true)
-            case "dbrx", "smaug-bpe":
-                return (try splitThenBytes([KnownPattern.llama3Pattern]), false, false)
-            case "deepseek-v3":
-                return (try splitThenBytes(deepSeekV3Patterns), false, false)
-            default:
-                return nil
-            }
-        } catch {
-            throw TokenizerError(.unsupported, source: "GGUF pre-tokenizer", field: name, "\(error.message)")
-        }
-    }
-
-    private static func splitThenBytes(_ patterns: [String]) throws(RegexError) -> PreTokenizer {
+        guard let recipe = recipe(name) else { return nil }
         var steps: [PreTokenizer] = []
-        for pattern in patterns {
-            steps.append(.split(try SplitPattern(regex: pattern), behavior: .isolated, invert: false))
+        for step in recipe.steps {
+            switch step {
+            case .digits: steps.append(.digits(individual: true))
+            case .byteLevel(let useRegex): steps.append(.byteLevel(addPrefixSpace: false, useRegex: useRegex))
+            case .split(let pattern):
+                do {
+                    steps.append(.split(try SplitPattern(regex: pattern), behavior: .isolated, invert: false))
+                } catch {
+                    throw TokenizerError(.unsupported, source: "GGUF pre-tokenizer", field: name, "\(error.message)")
+                }
+            }
         }
-        steps.append(.byteLevel(addPrefixSpace: false, useRegex: false))
-        return .sequence(steps)
+        return (steps.count == 1 ? steps[0] : .sequence(steps), recipe.ignoreMerges, recipe.addBOS)
     }
 }

@@ -101,30 +101,14 @@ extension GGUFPreTokenizers {
     /// The `tokenizer.json` form of `named(_:)`: the pre-tokenizer, `ignore_merges`, and llama.cpp's default
     /// for adding the beginning-of-sequence token; nil for names `named` does not know.
     static func huggingFaceJSON(_ name: String) -> (JSONValue, Bool, Bool)? {
-        func byteLevel(_ useRegex: Bool) -> JSONValue {
-            ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": .bool(useRegex)]
-        }
-        func splits(_ patterns: [String]) -> JSONValue {
-            let steps: [JSONValue] = patterns.map { pattern in
-                ["type": "Split", "pattern": ["Regex": .string(pattern)], "behavior": "Isolated", "invert": false]
+        guard let recipe = recipe(name) else { return nil }
+        let steps: [JSONValue] = recipe.steps.map { step in
+            switch step {
+            case .digits: ["type": "Digits", "individual_digits": true]
+            case .byteLevel(let useRegex): ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": .bool(useRegex)]
+            case .split(let pattern): ["type": "Split", "pattern": ["Regex": .string(pattern)], "behavior": "Isolated", "invert": false]
             }
-            return ["type": "Sequence", "pretokenizers": .array(steps + [byteLevel(false)])]
         }
-        switch name {
-        case "gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "exaone4":
-            return (byteLevel(true), false, false)
-        case "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b":
-            return (["type": "Sequence", "pretokenizers": [["type": "Digits", "individual_digits": true], byteLevel(true)]], false, false)
-        case "qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "kormo":
-            return (splits([KnownPattern.qwen2Pattern]), false, false)
-        case "llama3", "llama-v3", "llama-bpe", "falcon3":
-            return (splits([KnownPattern.llama3Pattern]), true, true)
-        case "dbrx", "smaug-bpe":
-            return (splits([KnownPattern.llama3Pattern]), false, false)
-        case "deepseek-v3":
-            return (splits(deepSeekV3Patterns), false, false)
-        default:
-            return nil
-        }
+        return (steps.count == 1 ? steps[0] : ["type": "Sequence", "pretokenizers": .array(steps)], recipe.ignoreMerges, recipe.addBOS)
     }
 }
