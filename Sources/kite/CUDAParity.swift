@@ -29,7 +29,7 @@ struct BenchCUDAParity: AsyncParsableCommand {
     @Flag(help: "Skip the whole-model checks.")
     var skipModels = false
 
-    @Option(help: "Run only these checks, comma-separated: operation groups (matmul, attention, column slices, mixture of experts, ...), fixture model names, engine, engine sparse, determinism.")
+    @Option(help: "Run only these checks, comma-separated: operation groups (matmul, attention, column slices, mixture of experts, ...), fixture model names, engine, engine sparse, engine latent, determinism.")
     var only: String?
 
     @Option(help: "Write the table as JSON to this file.")
@@ -49,6 +49,7 @@ struct BenchCUDAParity: AsyncParsableCommand {
             if !skipModels { results += ModelParity(cuda: cuda, cpu: cpu, fixtures: fixtures, only: selected).run() }
             if !skipModels && precision == .bf16 && wanted("engine") { results += await EngineParity(cuda: cuda).run() }
             if !skipModels && wanted("engine sparse") { results += await EngineParity(cuda: cuda).sparseFixtures(directory: fixtures) }
+            if !skipModels && wanted("engine latent") { results += await EngineParity(cuda: cuda).latentFullSize() }
             print("after \(precision): \(cuda.memory.report())")
         }
         if precisions.contains(.bf16) && wanted("determinism") {

@@ -1,5 +1,6 @@
 import KiteCUDA
 import KiteEngine
+import KiteJSON
 import KiteModels
 import KiteTensor
 
@@ -82,46 +83,79 @@ extension EngineParity {
     /// dense check's: bf16 rounding (both compute the same function through different products), unless a
     /// router near a tie sends a token elsewhere.
     func sparseFixtures(directory fixtures: String) async -> [ParityResult] {
-        let precision = cuda.precision.rawValue
         var results: [ParityResult] = []
         for name in ["qwen3_moe", "deepseek_v3"] {
             for newTokens in [1, 8] {
-                let label = "engine \(name) \(newTokens == 1 ? "prefill" : "prefill + 7 decode steps")"
-                do {
-                    let trainer = try Transformer.load(directory: "\(fixtures)/\(name)", backend: cuda)
-                    let engineModel = try trainer.clone(matrixDType: cuda.computeDType)
-                    let vocabulary = trainer.config.vocabularySize
-                    var generator = SeededGenerator(seed: 21)
-                    let prompts = [3, 17, 40].map { length in (0..<length).map { _ in Int32(generator.next() % UInt64(vocabulary)) } }
-                    var options = EngineOptions()
-                    options.maxTotalTokens = 4096
-                    let engine = try InferenceEngine(model: engineModel, options: options)
-                    defer { engine.shutdown() }
-                    var sampling = SamplingParameters()
-                    sampling.temperature = 1
-                    sampling.maxNewTokens = newTokens
-                    sampling.ignoreEOS = true
-                    sampling.seed = 5
-                    var samples: [GenerationResult] = []
-                    for (index, prompt) in prompts.enumerated() {
-                        samples += try await engine.generate(GenerationRequest(id: "\(name)-\(newTokens)-\(index)", promptTokens: prompt, sampling: sampling))
-                    }
-                    let sequences = zip(prompts, samples).map { $0 + $1.outputTokens }
-                    let packing = PackedSequences(lengths: sequences.map(\.count))
-                    let scored = try cuda.download(try trainer.forward(tokens: sequences.flatMap { $0 }, sequences: packing, temperature: 1, keepActivations: false).logprobs).toFloats()
-                    var engineLogprobs: [Float] = [], reference: [Float] = []
-                    for (s, sample) in samples.enumerated() {
-                        let first = packing.range(s).lowerBound + prompts[s].count - 1
-                        engineLogprobs += sample.outputLogprobs
-                        reference += scored[first..<(first + sample.outputTokens.count)]
-                    }
-                    results.append(ParityResult.compare("\(label) log-probs vs trainer's", precision: precision, cuda: engineLogprobs, cpu: reference,
-                                                        tolerance: cuda.precision == .bf16 ? 1e-2 : 1e-4))
-                } catch {
-                    results.append(.failed(label, precision: precision, error))
-                }
+                results.append(await againstTrainer(name: name, newTokens: newTokens, promptLengths: [3, 17, 40]) {
+                    try Transformer.load(directory: "\(fixtures)/\(name)", backend: cuda)
+                })
             }
         }
         return results
+    }
+
+    /// The engine on a random DeepSeek-V3 with the real latent sizes (kv_lora_rank 512, qk_rope_head_dim 64,
+    /// qk_nope_head_dim 128, v_head_dim 128; a query bottleneck of 64, 4 heads, a dense layer and a sparse
+    /// one of 8 experts, vocabulary 512): its paged cache holds 576-number rows, so prefill chunks and decode
+    /// steps run the wide attention kernel, against the trainer's expanded forward (head sizes 192 / 128).
+    /// Prefill in chunks of 32 tokens, so the longer prompts' later chunks attend over cached context.
+    func latentFullSize() async -> [ParityResult] {
+        var results: [ParityResult] = []
+        for newTokens in [1, 8] {
+            results.append(await againstTrainer(name: "deepseek_v3 latent 512 + 64", newTokens: newTokens, promptLengths: [3, 17, 40, 100], chunk: 32) {
+                let object: JSONObject = [
+                    "model_type": "deepseek_v3", "vocab_size": 512, "hidden_size": 256, "intermediate_size": 256, "moe_intermediate_size": 64,
+                    "num_hidden_layers": 2, "first_k_dense_replace": 1, "num_attention_heads": 4, "num_key_value_heads": 4,
+                    "q_lora_rank": 64, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128, "head_dim": 64,
+                    "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2, "n_group": 4, "topk_group": 2,
+                    "norm_topk_prob": true, "routed_scaling_factor": 2.5, "rope_interleave": true, "rope_theta": 10000,
+                    "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "tie_word_embeddings": false, "attention_bias": false, "hidden_act": "silu",
+                ]
+                let config = try ModelConfig(json: object, source: "deepseek_v3 (latent 512 + 64, 2 layers)")
+                return try Transformer.randomlyInitialized(config: config, seed: 31, backend: cuda, standardDeviation: 0.05)
+            })
+        }
+        return results
+    }
+
+    /// Prompts of `promptLengths` served by the engine (`newTokens` sampled each: 1 is prefill alone, more
+    /// adds decode steps), the sampled tokens' log-probs against the trainer's packed forward.
+    func againstTrainer(name: String, newTokens: Int, promptLengths: [Int], chunk: Int? = nil, model: () throws -> Transformer) async -> ParityResult {
+        let precision = cuda.precision.rawValue
+        let label = "engine \(name) \(newTokens == 1 ? "prefill" : "prefill + \(newTokens - 1) decode steps")"
+        do {
+            let trainer = try model()
+            let engineModel = try trainer.clone(matrixDType: cuda.computeDType)
+            let vocabulary = trainer.config.vocabularySize
+            var generator = SeededGenerator(seed: 21)
+            let prompts = promptLengths.map { length in (0..<length).map { _ in Int32(generator.next() % UInt64(vocabulary)) } }
+            var options = EngineOptions()
+            options.maxTotalTokens = 4096
+            if let chunk { options.chunkedPrefillSize = chunk }
+            let engine = try InferenceEngine(model: engineModel, options: options)
+            defer { engine.shutdown() }
+            var sampling = SamplingParameters()
+            sampling.temperature = 1
+            sampling.maxNewTokens = newTokens
+            sampling.ignoreEOS = true
+            sampling.seed = 5
+            var samples: [GenerationResult] = []
+            for (index, prompt) in prompts.enumerated() {
+                samples += try await engine.generate(GenerationRequest(id: "\(name)-\(newTokens)-\(index)", promptTokens: prompt, sampling: sampling))
+            }
+            let sequences = zip(prompts, samples).map { $0 + $1.outputTokens }
+            let packing = PackedSequences(lengths: sequences.map(\.count))
+            let scored = try cuda.download(try trainer.forward(tokens: sequences.flatMap { $0 }, sequences: packing, temperature: 1, keepActivations: false).logprobs).toFloats()
+            var engineLogprobs: [Float] = [], reference: [Float] = []
+            for (s, sample) in samples.enumerated() {
+                let first = packing.range(s).lowerBound + prompts[s].count - 1
+                engineLogprobs += sample.outputLogprobs
+                reference += scored[first..<(first + sample.outputTokens.count)]
+            }
+            return ParityResult.compare("\(label) log-probs vs trainer's", precision: precision, cuda: engineLogprobs, cpu: reference,
+                                        tolerance: cuda.precision == .bf16 ? 1e-2 : 1e-4)
+        } catch {
+            return .failed(label, precision: precision, error)
+        }
     }
 }

@@ -27,8 +27,10 @@ extension CUDABackend {
         guard query.shape[0] == layout.queries.totalLength, key.shape[0] == layout.keys.totalLength else {
             throw KiteTensorError.shapeMismatch(operation: operation, detail: "\(query.shape[0]) query rows and \(key.shape[0]) key rows for a layout of \(layout.queries.totalLength) and \(layout.keys.totalLength)")
         }
-        guard shape.headDim <= 256, shape.valueDim <= 256 else {
-            throw CUDAError.unsupported("\(operation): head sizes above 256 (\(shape.headDim), \(shape.valueDim))")
+        // The forward's wide CUDA-core kernel takes up to 576 (latent attention's 512 + 64 rows); backward 256.
+        let limit = operation == "attention" ? AttentionKernels.wideHeadLimit : AttentionKernels.headLimit
+        guard shape.headDim <= limit, shape.valueDim <= limit else {
+            throw CUDAError.unsupported("\(operation): head sizes above \(limit) (\(shape.headDim), \(shape.valueDim))")
         }
         return shape
     }
@@ -97,7 +99,8 @@ extension CUDABackend {
                 arguments.add(int: rows); arguments.add(int: shape.queryHeads); arguments.add(int: shape.keyHeads)
                 arguments.add(int: shape.headDim); arguments.add(int: shape.valueDim)
                 arguments.add(scale); arguments.add(Int32(layout.causal ? 1 : 0))
-                try launch(.attention, "kite_attn_fwd_simt", LaunchShape(grid: (rows * shape.queryHeads + 7) / 8, block: 256), arguments)
+                let wide = max(shape.headDim, shape.valueDim) > AttentionKernels.headLimit
+                try launch(.attention, wide ? "kite_attn_fwd_simt_wide" : "kite_attn_fwd_simt", LaunchShape(grid: (rows * shape.queryHeads + 7) / 8, block: 256), arguments)
             }
             return (output, logSumExp)
         }

@@ -77,7 +77,10 @@ extension CUDABackend {
                 slots.append(Int32(slot))
             }
         }
-        let keys = try gatherRows(keyCache, rows: slots), values = try gatherRows(valueCache, rows: slots)
+        // Latent attention's cache is its own value cache: gather its rows once.
+        let keys = try gatherRows(keyCache, rows: slots)
+        let shared = keyCache.rawPointer == valueCache.rawPointer && keyCache.shape == valueCache.shape && keyCache.dtype == valueCache.dtype
+        let values = shared ? keys : try gatherRows(valueCache, rows: slots)
         let layout = try AttentionLayout(queries: queries, keys: PackedSequences(lengths: contextLengths))
         return try attention(query: query, key: keys, value: values, layout: layout, scale: scale).output
     }

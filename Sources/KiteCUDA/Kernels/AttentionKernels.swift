@@ -1,4 +1,4 @@
-/// Attention over packed sequences on CUDA cores, for any head size up to 256 and any storage dtype: the
+/// Attention over packed sequences on CUDA cores, for any head size up to 256 (the forward up to 576) and any storage dtype: the
 /// path for fp32 parity runs and for head sizes the tensor-core kernels do not cover. One warp owns one
 /// (row, head) and walks the keys that row may see with an online softmax; backward splits into a dQ pass
 /// (warp per query row) and a dK/dV pass (warp per key row, over every query head of its group), so no
@@ -7,8 +7,14 @@
 /// Masking is causal and aligned at the end, as in `AttentionLayout`: query i of a sequence with nq queries
 /// and nk keys sees keys 0 ... nk - nq + i.
 enum AttentionKernels {
+    /// Head sizes the kernels take: `kite_attn_fwd_simt` and the backward kernels (8 numbers per lane),
+    /// `kite_attn_fwd_simt_wide` (18 per lane; the forward alone, what the engine's paged attention runs).
+    static let headLimit = 256
+    static let wideHeadLimit = 576
+
     static let source = #"""
 #define MAXD 8
+#define MAXD_WIDE 18
 
 /// The sequence holding packed row r: the largest s with cu[s] <= r (skips empty sequences).
 KD int find_seq(const int* cu, int nseq, int r) {
@@ -20,27 +26,30 @@ KD int find_seq(const int* cu, int nseq, int r) {
     return lo;
 }
 
+template <int N = MAXD>
 KD void load_row(const void* p, int dt, i64 base, int D, int lane, float* reg) {
 #pragma unroll
-    for (int c = 0; c < MAXD; ++c) {
+    for (int c = 0; c < N; ++c) {
         int d = lane + 32 * c;
         reg[c] = d < D ? load_any(p, dt, base + d) : 0.0f;
     }
 }
 
+template <int N = MAXD>
 KD float dot_row(const void* p, int dt, i64 base, int D, int lane, const float* reg) {
     float acc = 0.0f;
 #pragma unroll
-    for (int c = 0; c < MAXD; ++c) {
+    for (int c = 0; c < N; ++c) {
         int d = lane + 32 * c;
         if (d < D) acc += reg[c] * load_any(p, dt, base + d);
     }
     return warp_sum(acc);
 }
 
-extern "C" __global__ void kite_attn_fwd_simt(const void* q, const void* k, const void* v, int dt, void* o, int odt,
-                                              float* lse, const int* cuq, const int* cuk, int nseq, int Tq,
-                                              int Hq, int Hkv, int D, int Dv, float scale, int causal) {
+template <int N>
+KD void attn_fwd_simt(const void* q, const void* k, const void* v, int dt, void* o, int odt,
+                      float* lse, const int* cuq, const int* cuk, int nseq, int Tq,
+                      int Hq, int Hkv, int D, int Dv, float scale, int causal) {
     i64 gw = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (gw >= (i64)Tq * Hq) return;
@@ -50,20 +59,20 @@ extern "C" __global__ void kite_attn_fwd_simt(const void* q, const void* k, cons
     int visible = causal ? nk - nq + qi + 1 : nk;
     if (visible > nk) visible = nk;
     int kvh = h / (Hq / Hkv);
-    float qreg[MAXD], acc[MAXD];
-    load_row(q, dt, ((i64)r * Hq + h) * D, D, lane, qreg);
+    float qreg[N], acc[N];
+    load_row<N>(q, dt, ((i64)r * Hq + h) * D, D, lane, qreg);
 #pragma unroll
-    for (int c = 0; c < MAXD; ++c) acc[c] = 0.0f;
+    for (int c = 0; c < N; ++c) acc[c] = 0.0f;
     float m = NEG_INF, l = 0.0f;
     for (int j = 0; j < visible; ++j) {
         i64 krow = (i64)(kb + j) * Hkv + kvh;
-        float sc = dot_row(k, dt, krow * D, D, lane, qreg) * scale;
+        float sc = dot_row<N>(k, dt, krow * D, D, lane, qreg) * scale;
         float mn = fmaxf(m, sc);
         float a = l > 0.0f ? expf(m - mn) : 0.0f;
         float e = expf(sc - mn);
         l = l * a + e;
 #pragma unroll
-        for (int c = 0; c < MAXD; ++c) {
+        for (int c = 0; c < N; ++c) {
             int d = lane + 32 * c;
             acc[c] = acc[c] * a + (d < Dv ? e * load_any(v, dt, krow * Dv + d) : 0.0f);
         }
@@ -71,11 +80,25 @@ extern "C" __global__ void kite_attn_fwd_simt(const void* q, const void* k, cons
     }
     float inv = l > 0.0f ? 1.0f / l : 0.0f;
 #pragma unroll
-    for (int c = 0; c < MAXD; ++c) {
+    for (int c = 0; c < N; ++c) {
         int d = lane + 32 * c;
         if (d < Dv) store_any(o, odt, ((i64)r * Hq + h) * Dv + d, acc[c] * inv);
     }
     if (lane == 0) lse[(i64)r * Hq + h] = l > 0.0f ? m + logf(l) : NEG_INF;
+}
+
+extern "C" __global__ void kite_attn_fwd_simt(const void* q, const void* k, const void* v, int dt, void* o, int odt,
+                                              float* lse, const int* cuq, const int* cuk, int nseq, int Tq,
+                                              int Hq, int Hkv, int D, int Dv, float scale, int causal) {
+    attn_fwd_simt<MAXD>(q, k, v, dt, o, odt, lse, cuq, cuk, nseq, Tq, Hq, Hkv, D, Dv, scale, causal);
+}
+
+/// The same for head sizes up to 576 (latent attention's 512 + 64 key rows read as keys and values): 18
+/// numbers per lane in registers instead of 8, a kernel of its own so the common sizes keep their registers.
+extern "C" __global__ void kite_attn_fwd_simt_wide(const void* q, const void* k, const void* v, int dt, void* o, int odt,
+                                                   float* lse, const int* cuq, const int* cuk, int nseq, int Tq,
+                                                   int Hq, int Hkv, int D, int Dv, float scale, int causal) {
+    attn_fwd_simt<MAXD_WIDE>(q, k, v, dt, o, odt, lse, cuq, cuk, nseq, Tq, Hq, Hkv, D, Dv, scale, causal);
 }
 
 /// Dsum[row, head] = <dO, O> over the value dimension.

@@ -43,6 +43,8 @@ extension OperationParity {
             results.append(try compare(name, result, reference, tolerance: reductionTolerance))
         }
 
+        results += try wideHeadChecks()
+
         // Stores and gathers by device indices, against the host-list versions on the CPU.
         let cache = random([64, 2, 128], seed: 690), key = random([5, 2, 128], seed: 691), value = random([5, 2, 128], seed: 692)
         let slotList: [Int32] = [63, 0, 17, 18, 40]
@@ -55,6 +57,55 @@ extension OperationParity {
         let picked: [Int32] = [3, 63, 3, 0]
         results.append(try compare("gatherRows by device indices", try cuda.gatherRows(cudaKeys, indices: try cuda.upload(Tensor(int32: picked))),
                                    try cpu.gatherRows(cpuKeys, rows: picked), tolerance: 0))
+        return results
+    }
+
+    /// Head sizes above 256 over the paged cache: DeepSeek-V3's absorbed latent attention (one key head of
+    /// 512 + 64 shared by 128 query heads, the key rows read as values, as `attendLatent` stores them) and a
+    /// GQA layout of head size 320, as prefill chunks (`pagedAttention`: queries after cached context) and as
+    /// decode rows (`pagedDecodeAttention` from device-side tables). They run the wide CUDA-core forward
+    /// (`kite_attn_fwd_simt_wide`, 18 numbers per lane), which accumulates in fp32 like the CPU: the
+    /// reduction tolerance, as for every other attention check (bf16: the output's rounding, 2^-9 relative,
+    /// and the bf16 inputs both backends read alike; fp32: summation order over 576-term dot products).
+    func wideHeadChecks() throws -> [ParityResult] {
+        var results: [ParityResult] = []
+        let blockSize = 16
+        // (name, query heads, key heads, key width, value width (nil: the key rows), new tokens, contexts)
+        let cases: [(String, Int, Int, Int, Int?, [Int], [Int])] = [
+            ("latent 576 (512 + 64), 128/1 heads", 128, 1, 576, nil, [9, 1, 4], [40, 1, 70]),
+            ("d320 8/2 heads", 8, 2, 320, 320, [5, 12], [33, 12]),
+        ]
+        for (index, (name, heads, kvHeads, width, valueWidth, newTokens, contexts)) in cases.enumerated() {
+            let seed = 660 + UInt64(index) * 10
+            let blockCount = contexts.reduce(0) { $0 + ($1 + blockSize - 1) / blockSize } + 3
+            let slots = blockCount * blockSize
+            let keys = random([slots, kvHeads, width], seed: seed)
+            let values = valueWidth.map { random([slots, kvHeads, $0], seed: seed + 1) } ?? keys
+            let tables = randomBlockTables(contexts, blockSize: blockSize, blockCount: blockCount, seed: seed + 3)
+            let scale = 1 / Float(192).squareRoot()
+            let cudaKeys = try device(keys), cudaValues = valueWidth == nil ? cudaKeys : try device(values)
+            // Prefill chunks: new tokens at the end of each context.
+            let query = random([newTokens.reduce(0, +), heads, width], seed: seed + 2)
+            let queries = PackedSequences(lengths: newTokens)
+            let reference = try cpu.pagedAttention(query: query, keyCache: keys, valueCache: values, blockTables: tables, blockSize: blockSize,
+                                                   contextLengths: contexts, queries: queries, scale: scale)
+            let result = try cuda.pagedAttention(query: try device(query), keyCache: cudaKeys, valueCache: cudaValues, blockTables: tables,
+                                                 blockSize: blockSize, contextLengths: contexts, queries: queries, scale: scale)
+            results.append(try compare("pagedAttention \(name) prefill chunks \(newTokens) of \(contexts)", result, reference, tolerance: reductionTolerance))
+            // Decode rows: one query per sequence, device-side block table and lengths.
+            guard valueWidth == nil || valueWidth == width else { continue }
+            let single = random([contexts.count, heads, width], seed: seed + 4)
+            let bound = (contexts.max() ?? 1) + 5
+            let tableWidth = (bound + blockSize - 1) / blockSize
+            let flat = tables.flatMap { $0 + [Int32](repeating: 0, count: tableWidth - $0.count) }
+            let decodeReference = try cpu.pagedAttention(query: single, keyCache: keys, valueCache: values, blockTables: tables, blockSize: blockSize,
+                                                         contextLengths: contexts, queries: PackedSequences(lengths: contexts.map { _ in 1 }), scale: scale)
+            let decoded = try cuda.pagedDecodeAttention(
+                query: try device(single), keyCache: cudaKeys, valueCache: cudaValues,
+                blockTable: try cuda.upload(Tensor(int32: flat, shape: [contexts.count, tableWidth])),
+                contextLengths: try cuda.upload(Tensor(int32: contexts.map { Int32($0) })), blockSize: blockSize, maxContextLength: bound, scale: scale)
+            results.append(try compare("pagedDecodeAttention \(name) contexts \(contexts)", decoded, decodeReference, tolerance: reductionTolerance))
+        }
         return results
     }
 
