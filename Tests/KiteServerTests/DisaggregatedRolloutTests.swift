@@ -90,6 +90,29 @@ extension ServerSuite {
             }
         }
 
+        /// Aborting a running request over HTTP (dynamic sampling aborts the groups it no longer needs) ends every
+        /// sample with finish reason abort and its partial tokens, each with its log-prob.
+        @Test func abortEndsTheRequestWithItsPartialSamples() async throws {
+            try await withServer { server in
+                let remote = try HTTPRolloutEngine(urls: [server.url], weightDirectory: NSTemporaryDirectory(), httpClient: testHTTP)
+                var request = Self.request("long", prompt: [1, 2, 3, 4], n: 2, temperature: 1, seed: 1)
+                request.sampling.maxNewTokens = 4000
+                request.sampling.ignoreEOS = true
+                let running = Task { try await remote.generate(request) }
+                while await server.engine.statistics().generatedTokens < 8 { try await Task.sleep(for: .milliseconds(5)) }
+                await remote.abort(requestID: "long")
+                let results = try await running.value
+                #expect(results.count == 2)
+                for result in results {
+                    guard case .abort = result.finishReason else {
+                        Issue.record("finish reason \(result.finishReason), expected abort")
+                        continue
+                    }
+                    #expect(result.outputTokens.count < 4000 && result.outputLogprobs.count == result.outputTokens.count)
+                }
+            }
+        }
+
         /// An engine that cannot load the weights fails the sync with its address; one that is down fails
         /// `waitUntilHealthy` with its address.
         @Test func failedSyncsAndDeadEnginesNameTheEngine() async throws {
