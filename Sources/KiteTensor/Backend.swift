@@ -221,6 +221,14 @@ public protocol Backend: AnyObject, Sendable {
     func blockQuantize(_ x: Tensor, blockSize: Int, to dtype: DType) throws -> (values: Tensor, scales: Tensor)
     /// `values * scale` of each element's tile, as `dtype`.
     func blockDequantize(values: Tensor, scales: Tensor, blockSize: Int, to dtype: DType) throws -> Tensor
+    /// `x · W^T` `[M, N]` for block-quantised weights `W = blockDequantize(values, scales, blockSize)`
+    /// (`values` fp8 `[N, K]`, the Hugging Face layout): what an engine serving an fp8 checkpoint runs.
+    /// The default dequantises and multiplies exactly; a GPU may instead quantise `x` per row in blocks of
+    /// `blockSize` columns and run an fp8 product with both scales (DeepSeek-V3's inference recipe).
+    func blockScaledMatmul(_ x: Tensor, values: Tensor, scales: Tensor, blockSize: Int) throws -> Tensor
+    /// `groupedMatmul(x, weights, groupSizes, transposeWeights: true)` for block-quantised expert weights
+    /// (`values[g]` fp8 `[N, K]` with `scales[g]`); weights of empty groups are not read.
+    func groupedBlockScaledMatmul(_ x: Tensor, values: [Tensor], scales: [Tensor], groupSizes: [Int], blockSize: Int) throws -> Tensor
 }
 
 extension Backend {

@@ -75,3 +75,20 @@ extension Backend {
         return try download(tensor).toInt32s()
     }
 }
+
+/// Block-scaled products by dequantising the weights: the exact reference every backend can run.
+extension Backend {
+    public func blockScaledMatmul(_ x: Tensor, values: Tensor, scales: Tensor, blockSize: Int) throws -> Tensor {
+        try matmul(x, try blockDequantize(values: values, scales: scales, blockSize: blockSize, to: .f32), transposeA: false, transposeB: true)
+    }
+
+    public func groupedBlockScaledMatmul(_ x: Tensor, values: [Tensor], scales: [Tensor], groupSizes: [Int], blockSize: Int) throws -> Tensor {
+        guard values.count == groupSizes.count, scales.count == groupSizes.count else {
+            throw KiteTensorError.invalidArgument(operation: "groupedBlockScaledMatmul", detail: "\(values.count) weights and \(scales.count) scales for \(groupSizes.count) groups")
+        }
+        let weights = try values.indices.map { g in
+            groupSizes[g] > 0 ? try blockDequantize(values: values[g], scales: scales[g], blockSize: blockSize, to: .f32) : values[g]
+        }
+        return try groupedMatmul(x, weights: weights, groupSizes: groupSizes, transposeWeights: true)
+    }
+}

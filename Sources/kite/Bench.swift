@@ -7,7 +7,7 @@ import Glibc
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Kite's kernels against a baseline measured in the same run, or a running server.",
-        subcommands: [BenchGEMM.self, BenchMoE.self, BenchTrainStep.self, BenchAttention.self, BenchCUDAParity.self, BenchServe.self, BenchDecode.self, BenchGRPOStep.self, BenchTokenizer.self]
+        subcommands: [BenchGEMM.self, BenchMoE.self, BenchBlockScaled.self, BenchTrainStep.self, BenchAttention.self, BenchCUDAParity.self, BenchServe.self, BenchDecode.self, BenchGRPOStep.self, BenchTokenizer.self]
     )
 }
 

@@ -23,13 +23,16 @@ struct BenchCUDAParity: AsyncParsableCommand {
     @Option(help: "Folder of fixture models (config.json, model.safetensors, reference.json each).")
     var fixtures: String = "Tests/Fixtures/models"
 
+    @Option(help: "Folder of the fp8 DeepSeek-V3 fixture (quantized/ and reference.json).")
+    var fp8Fixture: String = "Tests/Fixtures/fp8"
+
     @Option(help: "Precisions to check: all, fp32 or bf16.")
     var precision: String = "all"
 
     @Flag(help: "Skip the whole-model checks.")
     var skipModels = false
 
-    @Option(help: "Run only these checks, comma-separated: operation groups (matmul, attention, column slices, mixture of experts, ...), fixture model names, engine, engine sparse, engine latent, determinism.")
+    @Option(help: "Run only these checks, comma-separated: operation groups (matmul, attention, column slices, mixture of experts, ...), fixture model names, engine, engine sparse, engine latent, fp8 model, determinism.")
     var only: String?
 
     @Option(help: "Write the table as JSON to this file.")
@@ -50,6 +53,7 @@ struct BenchCUDAParity: AsyncParsableCommand {
             if !skipModels && precision == .bf16 && wanted("engine") { results += await EngineParity(cuda: cuda).run() }
             if !skipModels && wanted("engine sparse") { results += await EngineParity(cuda: cuda).sparseFixtures(directory: fixtures) }
             if !skipModels && wanted("engine latent") { results += await EngineParity(cuda: cuda).latentFullSize() }
+            if !skipModels && wanted("fp8 model") { results += await FP8ModelParity(cuda: cuda, fixture: fp8Fixture).run() }
             print("after \(precision): \(cuda.memory.report())")
         }
         if precisions.contains(.bf16) && wanted("determinism") {

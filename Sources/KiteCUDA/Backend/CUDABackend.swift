@@ -53,6 +53,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// split-K choice change with the shape), and decode attention gathers the cache and runs the same
     /// kernel as training and prefill instead of the split-K decode kernel.
     public let deterministic: Bool
+    /// Whether block-scaled fp8 weights run as fp8 products (`blockScaledMatmul`); false dequantises them per
+    /// use. Defaults to true unless `KITE_FP8_GEMM=0`.
+    public var fp8Products = environment("KITE_FP8_GEMM") != "0"
+    /// Block-scaled products run so far: as fp8 products, and dequantised (by choice or because cuBLASLt
+    /// declined the shape).
+    public let blockScaledCounts = Mutex<(fp8: Int, dequantised: Int)>((0, 0))
     /// Static layouts of deterministic decode attention, by batch size.
     let decodeLayouts = Mutex<[Int: (queryOffsets: Tensor, tiles: Tensor)]>([:])
 

@@ -67,9 +67,29 @@ final class CUBLASLt: @unchecked Sendable {
         var batch: Int
         var strideA: Int, strideB: Int, strideC: Int
         var alignmentA: Int, alignmentB: Int, alignmentC: Int
+        /// `cublasLtMatmulMatrixScale_t` of A and B (0: none); block-scaled fp8 products pass their scale
+        /// tensors to `matmul`.
+        var scaleModeA: ScaleMode = .none, scaleModeB: ScaleMode = .none
     }
 
+    /// `cublasLtMatmulMatrixScale_t` codes.
+    enum ScaleMode: Int32 {
+        case none = -1
+        /// One fp32 scale per 128 consecutive elements along K.
+        case vector128 = 4
+        /// One fp32 scale per 128 x 128 tile.
+        case block128x128 = 5
+    }
+
+    /// The first cuBLASLt with 1 x 128 and 128 x 128 fp8 scaling (12.9).
+    static let blockScalingVersion = 120_900
+
     private let plans = Mutex<[Problem: Plan]>([:])
+    /// Problems cuBLASLt could not plan or run, not asked again.
+    private let failed = Mutex<Set<Problem>>([])
+
+    func hasFailed(_ problem: Problem) -> Bool { failed.withLock { $0.contains(problem) } }
+    func markFailed(_ problem: Problem) { _ = failed.withLock { $0.insert(problem) } }
 
     static func candidates() -> [String] {
         var candidates: [String] = []
@@ -118,9 +138,14 @@ final class CUBLASLt: @unchecked Sendable {
 
     /// Runs `D = alpha op(A) op(B) + beta C` (column-major, C == D) on `stream`. `mayTune` allows timing the
     /// heuristic's candidates on these very buffers the first time a thin product's shape is seen (see `plan`).
-    func matmul(_ problem: Problem, a: CUDevicePointer, b: CUDevicePointer, c: CUDevicePointer, alpha: Float, beta: Float, stream: CUHandle?, mayTune: Bool = false) throws(CUDAError) {
+    /// `scales` are the device addresses of A's and B's scale tensors when the problem has scale modes.
+    func matmul(
+        _ problem: Problem, a: CUDevicePointer, b: CUDevicePointer, c: CUDevicePointer, alpha: Float, beta: Float, stream: CUHandle?,
+        mayTune: Bool = false, scales: (a: CUDevicePointer, b: CUDevicePointer)? = nil
+    ) throws(CUDAError) {
         let tuning = mayTune && beta == 0 && problem.n <= Self.tunedColumns && Self.tuningEnabled ? (a, b, c, stream) : nil
-        let plan = try self.plan(for: problem, tuneWith: tuning)
+        let plan = try self.plan(for: problem, tuneWith: tuning, scales: scales)
+        if let scales { try setScales(plan.description, scales) }
         var alphaValue = alpha, betaValue = beta
         let status = plan.algorithm.withUnsafeBytes { algorithm in
             cublasLtMatmul(
@@ -146,13 +171,23 @@ final class CUBLASLt: @unchecked Sendable {
     /// to run on (`tuneWith`, only for products that overwrite C), from the fastest of its first eight
     /// candidates timed on them: for the thin products of decode steps the first choice often leaves most
     /// of the GPU idle.
-    private func plan(for problem: Problem, tuneWith buffers: (CUDevicePointer, CUDevicePointer, CUDevicePointer, CUHandle?)? = nil) throws(CUDAError) -> Plan {
+    private func plan(
+        for problem: Problem, tuneWith buffers: (CUDevicePointer, CUDevicePointer, CUDevicePointer, CUHandle?)? = nil,
+        scales: (a: CUDevicePointer, b: CUDevicePointer)? = nil
+    ) throws(CUDAError) -> Plan {
         if let plan = plans.withLock({ $0[problem] }) { return plan }
         var description: OpaquePointer?
         try check(cublasLtMatmulDescCreate(&description, problem.compute.rawValue, DataType.f32.rawValue), "cublasLtMatmulDescCreate")
         var transA: Int32 = problem.transposeA ? 1 : 0, transB: Int32 = problem.transposeB ? 1 : 0
         try check(cublasLtMatmulDescSetAttribute(description, 3, &transA, 4), "cublasLtMatmulDescSetAttribute(TRANSA)")
         try check(cublasLtMatmulDescSetAttribute(description, 4, &transB, 4), "cublasLtMatmulDescSetAttribute(TRANSB)")
+        // CUBLASLT_MATMUL_DESC_A_SCALE_MODE (31) and B_SCALE_MODE (32); the scale pointers (17, 18) are set
+        // before the heuristic, which may look at them, and again before every call.
+        for (attribute, mode) in [(Int32(31), problem.scaleModeA), (32, problem.scaleModeB)] where mode != .none {
+            var value = mode.rawValue
+            try check(cublasLtMatmulDescSetAttribute(description, attribute, &value, 4), "cublasLtMatmulDescSetAttribute(SCALE_MODE \(mode))")
+        }
+        if let scales { try setScales(description, scales) }
         // Stored shapes: op(A) is m x k, so A is k x m when transposed.
         let (rowsA, colsA) = problem.transposeA ? (problem.k, problem.m) : (problem.m, problem.k)
         let (rowsB, colsB) = problem.transposeB ? (problem.n, problem.k) : (problem.k, problem.n)
@@ -197,6 +232,12 @@ final class CUBLASLt: @unchecked Sendable {
         }
         plans.withLock { $0[problem] = plan }
         return plan
+    }
+
+    private func setScales(_ description: OpaquePointer?, _ scales: (a: CUDevicePointer, b: CUDevicePointer)) throws(CUDAError) {
+        var a = scales.a, b = scales.b
+        try check(cublasLtMatmulDescSetAttribute(description, 17, &a, 8), "cublasLtMatmulDescSetAttribute(A_SCALE_POINTER)")
+        try check(cublasLtMatmulDescSetAttribute(description, 18, &b, 8), "cublasLtMatmulDescSetAttribute(B_SCALE_POINTER)")
     }
 
     /// Milliseconds of three runs of `candidate` (after one untimed run), or nil if it fails.

@@ -9,6 +9,7 @@ import KiteTensor
 /// - bf16 mode: 4e-3 for elementwise operations (the bf16 rounding of the output, at most 2^-9 relative),
 ///   1e-2 for anything that sums over bf16 operands (METHOD.md: "bf16 operands between 1e-3 and 1e-2").
 /// - Casts and fp8 block quantisation: bit-exact (tolerance 0, counted in differing bytes).
+/// - Block-scaled fp8 products: see `BlockScaledParity.swift`.
 /// - AdamW (fp32 in both modes): 1e-6.
 /// - Column slices and mixture-of-experts ops: see `ExpertParity.swift`.
 ///
@@ -30,7 +31,7 @@ public struct OperationParity {
     /// Names of the groups of checks `run` runs, in order.
     public static let groups = [
         "matmul", "elementwise", "rmsNorm", "rope", "swiglu", "embedding", "logprobsAndEntropy", "attention", "paged cache", "decode",
-        "sampling", "graphs", "casts", "blockQuantize", "adamw", "column slices", "mixture of experts",
+        "sampling", "graphs", "casts", "blockQuantize", "block-scaled fp8", "adamw", "column slices", "mixture of experts",
     ]
 
     /// Runs every check (or the groups named in `only`); a check that throws is reported as a failure and the
@@ -41,7 +42,7 @@ public struct OperationParity {
             ("matmul", matmulChecks), ("elementwise", elementwiseChecks), ("rmsNorm", normChecks), ("rope", ropeChecks),
             ("swiglu", swigluChecks), ("embedding", embeddingChecks), ("logprobsAndEntropy", headChecks),
             ("attention", attentionChecks), ("paged cache", pagedCacheChecks), ("decode", decodeChecks), ("sampling", samplingChecks),
-            ("graphs", graphChecks), ("casts", castChecks), ("blockQuantize", quantizeChecks), ("adamw", adamChecks),
+            ("graphs", graphChecks), ("casts", castChecks), ("blockQuantize", quantizeChecks), ("block-scaled fp8", blockScaledChecks), ("adamw", adamChecks),
             ("column slices", columnChecks), ("mixture of experts", expertChecks),
         ]
         for (name, check) in checks where only?.contains(name) ?? true {

@@ -3,8 +3,8 @@ import KiteTensor
 /// A projection weight `[out, in]` bound by its Hugging Face name: fp32 (what training holds), or block-scaled
 /// fp8 values with their `<name>_scale_inv` tile scales (what an engine serving an fp8 checkpoint holds).
 ///
-/// fp8 weights are dequantised where they are used: on the CPU one fp32 copy per use; a GPU backend can run
-/// the block-scaled product directly. They cannot be trained.
+/// fp8 weights go to the backend's block-scaled product (`Backend.blockScaledMatmul`): the CPU dequantises
+/// one fp32 copy per use, the CUDA backend runs an fp8 product with both scales. They cannot be trained.
 struct LinearWeight {
     let name: String
     let weight: Tensor
@@ -44,7 +44,12 @@ struct LinearWeight {
 extension Transformer {
     /// `y = x W^T + b`.
     func linear(_ x: Tensor, _ weight: LinearWeight, _ bias: Tensor?) throws -> Tensor {
-        let y = try backend.matmul(x, try weight.materialized(backend), transposeA: false, transposeB: true)
+        let y: Tensor
+        if let scales = weight.scaleInverse {
+            y = try backend.blockScaledMatmul(x, values: weight.weight, scales: scales, blockSize: weight.blockSize)
+        } else {
+            y = try backend.matmul(x, weight.weight, transposeA: false, transposeB: true)
+        }
         if let bias { try backend.addBias(y, bias: bias) }
         return y
     }

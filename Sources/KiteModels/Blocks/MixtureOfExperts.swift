@@ -68,10 +68,10 @@ extension Transformer {
         let (rows, plan) = try backend.dispatch(x, experts: experts, expertCount: f.gateProjs.count)
         if record { recordExpertLoad(layer: layer, plan.tokensPerExpert) }
         let sizes = plan.tokensPerExpert
-        let gate = try backend.groupedMatmul(rows, weights: try expertWeights(f.gateProjs, sizes), groupSizes: sizes, transposeWeights: true)
-        let up = try backend.groupedMatmul(rows, weights: try expertWeights(f.upProjs, sizes), groupSizes: sizes, transposeWeights: true)
+        let gate = try expertProduct(rows, f.gateProjs, sizes)
+        let up = try expertProduct(rows, f.upProjs, sizes)
         let activated = try backend.swiglu(gate: gate, up: up)
-        let expertOutputs = try backend.groupedMatmul(activated, weights: try expertWeights(f.downProjs, sizes), groupSizes: sizes, transposeWeights: true)
+        let expertOutputs = try expertProduct(activated, f.downProjs, sizes)
         let output = try backend.combine(expertOutputs, weights: weights, plan: plan)
         var sharedActivations: FeedForwardActivations?
         if let shared = f.shared {
@@ -113,9 +113,17 @@ extension Transformer {
         return dInput
     }
 
-    /// The experts' weights for a grouped product: dequantised only for experts that received tokens.
-    func expertWeights(_ projections: [LinearWeight], _ sizes: [Int]) throws -> [Tensor] {
-        try zip(projections, sizes).map { projection, size in size > 0 ? try projection.materialized(backend) : projection.weight }
+    /// `x_g · W_g^T` for each expert's group of dispatched rows: block-scaled when the experts hold fp8
+    /// weights (a checkpoint quantises all of a layer's experts or none).
+    func expertProduct(_ x: Tensor, _ projections: [LinearWeight], _ sizes: [Int]) throws -> Tensor {
+        let scales = projections.compactMap(\.scaleInverse)
+        if !scales.isEmpty {
+            guard scales.count == projections.count, let blockSize = projections.first?.blockSize else {
+                throw ModelError.invalidInput("'\(projections.first?.name ?? "experts")': \(scales.count) of \(projections.count) experts hold fp8 weights; expected all or none")
+            }
+            return try backend.groupedBlockScaledMatmul(x, values: projections.map(\.weight), scales: scales, groupSizes: sizes, blockSize: blockSize)
+        }
+        return try backend.groupedMatmul(x, weights: projections.map(\.weight), groupSizes: sizes, transposeWeights: true)
     }
 
     func trainableExpertWeights(_ projections: [LinearWeight], _ sizes: [Int]) throws -> [Tensor] {
