@@ -82,7 +82,11 @@ struct BenchCUDAParity: AsyncParsableCommand {
 /// 3e-2 for all gradients together and 5e-2 for the worst single tensor. Every activation and activation
 /// gradient is rounded to bf16 (2^-9 relative) at each of the ~20 operations between the loss and a weight,
 /// and those roundings compound: measured 1.1e-2 to 2.1e-2 over all gradients of the fixture models, while
-/// fp32 mode agrees to 3e-6, so the excess is bf16 storage, not the kernels.
+/// fp32 mode agrees to 3e-6, so the excess is bf16 storage, not the kernels. The error grows with depth, and
+/// for a deeper fixture PyTorch's own bf16 training lands further from the exact gradients too: where
+/// `pytorch_bf16_error.json` (scripts/reference/bf16_reference_error.py: transformers with bf16 weights, the
+/// same loss, fp64 routing replayed) measured more than these bounds, its error is the bound (Kite's bf16 must
+/// be no further from the exact values than PyTorch's bf16 is; 3-layer deepseek_v3: 4.1e-2 all, 6.7e-2 worst).
 struct ModelParity {
     let cuda: CUDABackend
     let cpu: CPUBackend
@@ -112,7 +116,7 @@ struct ModelParity {
                 let batch = try Self.fixtureBatch(directory: directory)
                 let cpuModel = try Transformer.load(directory: directory, backend: cpu)
                 let cudaModel = try Transformer.load(directory: directory, backend: cuda)
-                results += try compare("model \(name)", cpuModel, cudaModel, batch)
+                results += try compare("model \(name)", cpuModel, cudaModel, batch, pytorchBF16: pytorchBF16Errors[name])
             } catch {
                 results.append(.failed("model \(name)", precision: precision, error))
             }
@@ -136,10 +140,35 @@ struct ModelParity {
         return results
     }
 
-    func compare(_ label: String, _ cpuModel: Transformer, _ cudaModel: Transformer, _ batch: Batch) throws -> [ParityResult] {
+    /// PyTorch's bf16 errors on each fixture (`pytorch_bf16_error.json`, "bf16 weights"): log-probs, all
+    /// gradients, worst gradient tensor. Empty when the file is missing.
+    var pytorchBF16Errors: [String: (logprobs: Double, allGradients: Double, worstGradient: Double)] {
+        guard let text = try? readText(fixtures + "/pytorch_bf16_error.json"),
+            let json = try? JSONValue(parsing: text, source: fixtures + "/pytorch_bf16_error.json"),
+            let models = json["models"]?.objectValue
+        else { return [:] }
+        var errors: [String: (logprobs: Double, allGradients: Double, worstGradient: Double)] = [:]
+        for (name, modes) in models {
+            guard let e = modes["bf16 weights"], let lp = e["logprobs"]?.doubleValue, let all = e["all_gradients"]?.doubleValue,
+                let worst = e["worst_gradient"]?.doubleValue
+            else { continue }
+            errors[name] = (lp, all, worst)
+        }
+        return errors
+    }
+
+    func compare(
+        _ label: String, _ cpuModel: Transformer, _ cudaModel: Transformer, _ batch: Batch,
+        pytorchBF16: (logprobs: Double, allGradients: Double, worstGradient: Double)? = nil
+    ) throws -> [ParityResult] {
         let precision = cuda.precision.rawValue
         let bf16 = cuda.precision == .bf16
-        let (outputTolerance, allGradientsTolerance, gradientTolerance) = bf16 ? (1e-2, 3e-2, 5e-2) : (1e-4, 1e-4, 1e-4)
+        var (outputTolerance, allGradientsTolerance, gradientTolerance) = bf16 ? (1e-2, 3e-2, 5e-2) : (1e-4, 1e-4, 1e-4)
+        if bf16, let pytorch = pytorchBF16 {
+            outputTolerance = max(outputTolerance, pytorch.logprobs)
+            allGradientsTolerance = max(allGradientsTolerance, pytorch.allGradients)
+            gradientTolerance = max(gradientTolerance, pytorch.worstGradient)
+        }
         let rows = batch.tokens.count
         _ = (cpuModel.takeExpertLoad(), cudaModel.takeExpertLoad())
         let cpuResult = try cpuModel.forward(tokens: batch.tokens, sequences: batch.packing, temperature: batch.temperature)

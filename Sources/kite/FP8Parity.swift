@@ -14,7 +14,10 @@ import KiteTensor
 ///   twice that, on the log-probs. The row says how many tokens the rounding routed to other experts than the
 ///   dequantised run (not a failure: the fixture's smallest routing margin is 0.019).
 /// - The engine serving the fp8 model against the trainer's forward of the same fp8 model on the GPU: both run
-///   the same fp8 products, so the engine bound of the dense models holds (1e-2 bf16).
+///   fp8 products, but on inputs that differ by bf16 rounding (the engine's absorbed latent attention, the
+///   trainer's expanded one), and e4m3 rounds those differences up to a whole e4m3 step now and then. Each
+///   side is within 5e-2 of the exact function (the row above), so they are within 1e-1 of each other. (This
+///   is the train/rollout mismatch of fp8 rollouts that slime's `--use-tis` corrects for.)
 struct FP8ModelParity {
     let cuda: CUDABackend
     /// The folder holding `quantized/` and `reference.json`.
@@ -69,7 +72,7 @@ struct FP8ModelParity {
         } catch {
             results.append(.failed("fp8 deepseek_v3 log-probs", precision: precision, error))
         }
-        results.append(await EngineParity(cuda: cuda).againstTrainer(name: "fp8 deepseek_v3", newTokens: 8, promptLengths: [3, 17, 40]) {
+        results.append(await EngineParity(cuda: cuda).againstTrainer(name: "fp8 deepseek_v3", newTokens: 8, promptLengths: [3, 17, 40], bf16Tolerance: 1e-1) {
             try Transformer.load(directory: directory, backend: cuda, options: options)
         })
         return results
