@@ -4,9 +4,6 @@ import KiteEngine
 import KiteJSON
 import KiteModels
 import KiteTensor
-#if canImport(Glibc)
-import Glibc
-#endif
 
 struct BenchDecode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -54,7 +51,6 @@ struct BenchDecode: AsyncParsableCommand {
         let measured = try copyBandwidth(backend)
         let bytesPerSecond = bandwidth.map { $0 * 1e12 } ?? measured
         print("device-to-device copy: \(format(measured / 1e12)) TB/s (read + write); roofline at \(format(bytesPerSecond / 1e12)) TB/s")
-        print("read-only stream (sum of squares of 2 GB): \(format(try readBandwidth(backend) / 1e12)) TB/s")
         let config = try qwen3SmallConfig(layers: layers, vocabulary: vocabulary, hidden: hidden, intermediate: intermediate, heads: heads, kvHeads: kvHeads, headDim: headDim)
         let model = try randomModel(config, backend: backend).clone(matrixDType: .bf16)
         try backend.synchronize()
@@ -65,19 +61,11 @@ struct BenchDecode: AsyncParsableCommand {
         // The decode attention kernel alone, one layer, at the run's average context.
         var attentionRows: [JSONValue] = []
         let averageContext = prompt + (newTokens + 1) / 2
-        let group = heads / kvHeads
         for batch in batchSizes {
-            // The kernel as served, and with 4 loads a step (the unroll before 8 was chosen), in the same run.
-            var unrolls = [DecodeAttentionKernels.unroll(group: group)]
-            if unrolls[0] != 4 { unrolls.append(4) }
-            for unroll in unrolls {
-                if unroll == 4 { setenv("KITE_DECODE_UNROLL", "4", 1) }
-                defer { unsetenv("KITE_DECODE_UNROLL") }
-                let (milliseconds, bytes) = try attentionTime(backend, batch: batch, context: averageContext)
-                print("decode attention (unroll \(unroll)), batch \(batch), context \(averageContext): \(format(milliseconds * 1000)) us per layer, \(format(Double(bytes) / milliseconds / 1e9)) TB/s of cache read")
-                attentionRows.append(["batch": .int(batch), "context": .int(averageContext), "unroll": .int(unroll), "us": .double(milliseconds * 1000),
-                                      "tb_per_s": .double(Double(bytes) / milliseconds / 1e9)])
-            }
+            let (milliseconds, bytes) = try attentionTime(backend, batch: batch, context: averageContext)
+            print("decode attention, batch \(batch), context \(averageContext): \(format(milliseconds * 1000)) us per layer, \(format(Double(bytes) / milliseconds / 1e9)) TB/s of cache read")
+            attentionRows.append(["batch": .int(batch), "context": .int(averageContext), "us": .double(milliseconds * 1000),
+                                  "tb_per_s": .double(Double(bytes) / milliseconds / 1e9)])
         }
 
         var rows: [JSONValue] = []
@@ -202,22 +190,6 @@ func randomModel(_ config: ModelConfig, backend: CUDABackend) throws -> Transfor
 }
 
 /// Bytes read plus written per second by a 1 GiB device-to-device copy, median of 10.
-/// Bytes per second of a kernel that only reads (the fp64 sum of squares of 2 GB of bf16): the ceiling for
-/// decode attention, which reads the cache and writes almost nothing.
-func readBandwidth(_ backend: CUDABackend) throws -> Double {
-    let count = 1 << 30
-    let source = try backend.zeros([count], dtype: .bf16)
-    try backend.fillNormal(source, seed: 4, standardDeviation: 1)
-    var times: [Double] = []
-    for _ in 0..<8 {
-        try backend.synchronize()
-        let start = Stopwatch.now()
-        _ = try backend.sumOfSquares(source)
-        times.append(Stopwatch.now() - start)
-    }
-    return Double(count * 2) / times.dropFirst(2).sorted()[2]
-}
-
 func copyBandwidth(_ backend: CUDABackend) throws -> Double {
     let count = 1 << 28
     let source = try backend.zeros([count], dtype: .f32), destination = try backend.zeros([count], dtype: .f32)

@@ -84,9 +84,10 @@ extension CUDABackend {
         let quantized = try allocate([paddedRows, k], .fp8e4m3), rowScales = try allocate([blockColumns, paddedRows], .f32)
         var arguments = KernelArguments()
         arguments.add(address(x)); arguments.add(try dtypeCode(x.dtype, "blockScaledMatmul"))
-        arguments.add(int64: m); arguments.add(int64: k); arguments.add(int64: paddedRows); arguments.add(int: blockSize)
+        arguments.add(int64: m); arguments.add(int64: k); arguments.add(int64: paddedRows)
         arguments.add(address(quantized)); arguments.add(FloatConversion.e4m3Max); arguments.add(address(rowScales))
-        try launch(.quantize, "kite_quantize_activation_rows", LaunchShape(grid: (blockColumns, paddedRows, 1), block: (128, 1, 1)), arguments)
+        // One warp per (row, 128 columns), eight warps a block.
+        try launch(.quantize, "kite_quantize_activation_rows", LaunchShape(grid: (paddedRows * blockColumns + 7) / 8, block: 256), arguments)
 
         var tileScales = try float32(scales, "blockScaledMatmul")
         if paddedColumns != blockColumns {

@@ -91,7 +91,7 @@ extension CUDABackend {
                 let lengths = try requireInt32(contextLengths, "pagedDecodeAttention", "context lengths")
                 let output = try allocate([batch, heads, headDim], computeDType)
                 guard batch > 0 else { return output }
-                let (splits, splitKeys) = decodeSplits(batch: batch, kvHeads: kvHeads, maxContextLength: maxContextLength, headDim: headDim, group: group)
+                let (splits, splitKeys) = decodeSplits(batch: batch, kvHeads: kvHeads, maxContextLength: maxContextLength, headDim: headDim)
                 // One split writes the output directly; several leave partials for the combine kernel.
                 let partial = try allocate([splits > 1 ? batch * heads * splits * headDim : 1], .f32)
                 let statistics = try allocate([splits > 1 ? batch * heads * splits * 2 : 1], .f32)
@@ -101,7 +101,7 @@ extension CUDABackend {
                 arguments.add(int: blockSize); arguments.add(int: kvHeads); arguments.add(int: splitKeys); arguments.add(int: splits)
                 arguments.add(scale * 1.4426950408889634); arguments.add(address(partial)); arguments.add(address(statistics))
                 arguments.add(address(output)); arguments.add(try dtypeCode(output.dtype, "pagedDecodeAttention"))
-                try launch(.decode, "kite_paged_decode_d\(headDim)_g\(group)_u\(DecodeAttentionKernels.unroll(group: group))",
+                try launch(.decode, "kite_paged_decode_d\(headDim)_g\(group)",
                            LaunchShape(grid: (splits, kvHeads, batch), block: (DecodeAttentionKernels.threads, 1, 1)), arguments)
                 guard splits > 1 else { return output }
                 var combine = KernelArguments()
@@ -129,11 +129,11 @@ extension CUDABackend {
 
     /// Splits per (sequence, KV head) and keys per split: enough blocks to fill the GPU about four times
     /// over, at least 64 keys a split.
-    func decodeSplits(batch: Int, kvHeads: Int, maxContextLength: Int, headDim: Int, group: Int) -> (splits: Int, keys: Int) {
+    func decodeSplits(batch: Int, kvHeads: Int, maxContextLength: Int, headDim: Int) -> (splits: Int, keys: Int) {
         let wanted = 4 * context.multiprocessorCount
         let perSplit = max(batch * kvHeads, 1)
         let splits = max(1, min((wanted + perSplit - 1) / perSplit, (maxContextLength + 63) / 64))
-        let step = DecodeAttentionKernels.keysPerStep(headDim: headDim, group: group)
+        let step = DecodeAttentionKernels.keysPerStep(headDim: headDim)
         let keys = ((maxContextLength + splits - 1) / splits + step - 1) / step * step
         return ((maxContextLength + keys - 1) / keys, keys)
     }

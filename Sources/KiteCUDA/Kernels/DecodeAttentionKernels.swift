@@ -4,23 +4,19 @@
 /// Split-K ("flash decoding"): a block of 4 warps owns one sequence, one KV head (and the G query heads of
 /// its group, which share every key and value load) and one range of `splitKeys` keys. A key row of D bf16
 /// is read by D / 8 lanes, 16 bytes each, so a warp takes 32 / (D / 8) keys per step, and four steps' loads
-/// (or eight, `unroll`) are issued before the first is used; the block-table entries of the next step are read
-/// while this step's rows load. Each lane group keeps its own online softmax (running max, sum and
+/// are issued before the first is used. Each lane group keeps its own online softmax (running max, sum and
 /// output slice, in the log2 domain, rescaled once per four keys); the block merges its groups in shared memory and writes one partial
 /// (output, max, sum) per split, and `kite_paged_decode_combine` merges the splits in a fixed order.
 ///
 /// Not batch-invariant (the split count follows the batch size); deterministic mode uses the gather path,
 /// which runs the training kernel.
-public enum DecodeAttentionKernels {
+enum DecodeAttentionKernels {
     /// Head sizes and group sizes with a kernel `kite_paged_decode_d<D>_g<G>`.
     static let headDims = [64, 128]
     static let groupSizes = [1, 2, 4, 8]
     static let threads = 128
-    /// Loads each lane issues per step (`_u<U>`): 8 for groups of at most 2 query heads, whose registers
-    /// leave room for twice the bytes in flight, else 4. `KITE_DECODE_UNROLL=4` forces 4 (for comparisons).
-    public static func unroll(group: Int) -> Int { group <= 2 && environment("KITE_DECODE_UNROLL") != "4" ? 8 : 4 }
-    /// Keys one block covers per step of its loop (4 warps, `unroll` loads each).
-    static func keysPerStep(headDim: Int, group: Int) -> Int { 4 * (32 / (headDim / 8)) * unroll(group: group) }
+    /// Keys one block covers per step of its loop (4 warps, 4 unrolled loads).
+    static func keysPerStep(headDim: Int) -> Int { 4 * (32 / (headDim / 8)) * 4 }
 
     static let source = #"""
 KD void unpack8(uint4 w, float* f) {
@@ -30,12 +26,12 @@ KD void unpack8(uint4 w, float* f) {
     f[6] = __uint_as_float(w.w << 16); f[7] = __uint_as_float(w.w & 0xffff0000u);
 }
 
-template <int D, int G, int U>
+template <int D, int G>
 KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short* __restrict__ Kc,
                      const unsigned short* __restrict__ Vc, const int* __restrict__ table, int maxBlocks,
                      const int* __restrict__ ctx, int blockSize, int Hkv, int splitKeys, int splits,
                      float scale_log2, float* __restrict__ po, float* __restrict__ pml, void* __restrict__ out, int odt) {
-    constexpr int LK = D / 8, KPW = 32 / LK, NW = 4, KPB = NW * KPW, NS = NW * KPW;
+    constexpr int LK = D / 8, KPW = 32 / LK, NW = 4, U = 4, KPB = NW * KPW, NS = NW * KPW;
     __shared__ float sm[NS][G], sl[NS][G], sacc[NS][G][D];
     const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / LK, part = lane % LK;
@@ -59,31 +55,20 @@ KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short*
     const i64 slotStride = (i64)Hkv * D;
     const i64 headOffset = (i64)kvh * D + part * 8;
 
-    // Cache slots of this lane's U keys, looked up one step ahead: the block-table read of step n + 1 is in
-    // flight while step n's keys and values load, instead of each step waiting for it first.
-    i64 slots[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-        const int k = start + warp * KPW + sub + u * KPB;
-        slots[u] = k < end ? (i64)tb[k / blockSize] * blockSize + k % blockSize : -1;
-    }
     // The loop bound is the same for every lane of a warp, so the shuffles below never diverge.
     for (int kw = start + warp * KPW; kw < end; kw += KPB * U) {
         uint4 kr[U], vr[U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-            if (slots[u] >= 0) {
-                kr[u] = *(const uint4*)(Kc + slots[u] * slotStride + headOffset);
-                vr[u] = *(const uint4*)(Vc + slots[u] * slotStride + headOffset);
+            const int k = kw + sub + u * KPB;
+            if (k < end) {
+                const i64 slot = (i64)tb[k / blockSize] * blockSize + k % blockSize;
+                kr[u] = *(const uint4*)(Kc + slot * slotStride + headOffset);
+                vr[u] = *(const uint4*)(Vc + slot * slotStride + headOffset);
             } else {
                 kr[u] = make_uint4(0u, 0u, 0u, 0u);
                 vr[u] = make_uint4(0u, 0u, 0u, 0u);
             }
-        }
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int k = kw + KPB * U + sub + u * KPB;
-            slots[u] = k < end ? (i64)tb[k / blockSize] * blockSize + k % blockSize : -1;
         }
         // Scores of the U keys first, then one softmax update per head for all of them: the running output
         // is rescaled once per U keys instead of once per key.
@@ -160,23 +145,19 @@ KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short*
     }
 }
 
-#define KITE_PAGED_DECODE(D, G, U) \
-extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_d##D##_g##G##_u##U( \
+#define KITE_PAGED_DECODE(D, G) \
+extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_d##D##_g##G( \
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
-    paged_decode<D, G, U>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }
-KITE_PAGED_DECODE(64, 1, 4)
-KITE_PAGED_DECODE(64, 2, 4)
-KITE_PAGED_DECODE(64, 4, 4)
-KITE_PAGED_DECODE(64, 8, 4)
-KITE_PAGED_DECODE(128, 1, 4)
-KITE_PAGED_DECODE(128, 2, 4)
-KITE_PAGED_DECODE(128, 4, 4)
-KITE_PAGED_DECODE(128, 8, 4)
-KITE_PAGED_DECODE(64, 1, 8)
-KITE_PAGED_DECODE(64, 2, 8)
-KITE_PAGED_DECODE(128, 1, 8)
-KITE_PAGED_DECODE(128, 2, 8)
+    paged_decode<D, G>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }
+KITE_PAGED_DECODE(64, 1)
+KITE_PAGED_DECODE(64, 2)
+KITE_PAGED_DECODE(64, 4)
+KITE_PAGED_DECODE(64, 8)
+KITE_PAGED_DECODE(128, 1)
+KITE_PAGED_DECODE(128, 2)
+KITE_PAGED_DECODE(128, 4)
+KITE_PAGED_DECODE(128, 8)
 
 /// out[b, h] = the splits' partial outputs merged: sum_s A_s 2^(m_s - M) / sum_s l_s 2^(m_s - M), splits in
 /// order. One block of D threads per (sequence, query head).

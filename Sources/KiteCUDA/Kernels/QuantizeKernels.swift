@@ -38,26 +38,31 @@ extern "C" __global__ void kite_block_dequantize(const unsigned char* values, in
     }
 }
 
-/// Activations of a block-scaled product: one block per (row, column block) of `x` `[rows, cols]`, the same
-/// arithmetic as `kite_block_quantize` on a one-row tile. Rows `rows ..< paddedRows` are zeros with scale 1 (cuBLASLt
-/// wants a multiple of 4 rows). Scales are stored column block by column block, each holding `paddedRows`
-/// consecutive rows (cuBLASLt's layout for 1 x 128 scales of the operand whose rows are the output's rows).
-extern "C" __global__ void kite_quantize_activation_rows(const void* x, int xdt, i64 rows, i64 cols, i64 paddedRows, int bs,
+/// Activations of a block-scaled product: one warp per (row, 128-column block) of `x` `[rows, cols]`, each lane
+/// four consecutive columns, the block's amax by warp shuffles; the same arithmetic as `kite_block_quantize` on
+/// a one-row tile (scale = amax / fmax, 1 for zeros; values = e4m3(x / scale)). Rows `rows ..< paddedRows` are
+/// zeros with scale 1 (cuBLASLt wants a multiple of 4 rows). Scales are stored column block by column block,
+/// each holding `paddedRows` consecutive rows (cuBLASLt's layout for the 1 x 128 scales of the operand whose
+/// rows are the output's rows).
+extern "C" __global__ void kite_quantize_activation_rows(const void* x, int xdt, i64 rows, i64 cols, i64 paddedRows,
                                                         unsigned char* out, float fmax, float* scales) {
-    __shared__ float scratch[32];
-    i64 r = blockIdx.y, c0 = (i64)blockIdx.x * bs;
+    const i64 blocks = (cols + 127) / 128;
+    const i64 task = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (task >= paddedRows * blocks) return;
+    const i64 r = task / blocks, cb = task % blocks, c = cb * 128 + (threadIdx.x & 31) * 4;
+    float v[4];
     float amax = 0.0f;
-    if (r < rows) {
-        for (i64 c = c0 + threadIdx.x; c < c0 + bs && c < cols; c += blockDim.x) {
-            float v = fabsf(load_any(x, xdt, r * cols + c));
-            if (v > amax) amax = v;
-        }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        v[i] = r < rows && c + i < cols ? load_any(x, xdt, r * cols + c + i) : 0.0f;
+        if (fabsf(v[i]) > amax) amax = fabsf(v[i]);
     }
-    amax = block_max(amax, scratch);
-    float scale = amax > 0.0f ? amax / fmax : 1.0f;
-    if (threadIdx.x == 0) scales[(i64)blockIdx.x * paddedRows + r] = scale;
-    for (i64 c = c0 + threadIdx.x; c < c0 + bs && c < cols; c += blockDim.x) {
-        out[r * cols + c] = r < rows ? f32_to_e4m3(load_any(x, xdt, r * cols + c) / scale) : (unsigned char)0;
+    amax = warp_max(amax);
+    const float scale = amax > 0.0f ? amax / fmax : 1.0f;
+    if ((threadIdx.x & 31) == 0) scales[cb * paddedRows + r] = scale;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        if (c + i < cols) out[r * cols + c + i] = f32_to_e4m3(v[i] / scale);
     }
 }
 
