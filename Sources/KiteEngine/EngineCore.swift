@@ -479,7 +479,7 @@ final class EngineCore {
     private func storeRoutedExperts(_ record: RoutedExperts, slots: [Int32]) throws {
         let width = sparseLayers.count * expertsPerToken
         guard record.tokenCount == slots.count, record.layerCount * record.topK == width else {
-            throw EngineError.invalidRequest(field: "routed experts", detail: "a record of \(record.tokenCount) tokens x \(record.layerCount) layers for \(slots.count) slots")
+            throw EngineError.internalFailure("routed experts: a record of \(record.tokenCount) tokens x \(record.layerCount) layers for \(slots.count) slots")
         }
         guard var table = slotExperts else { return }
         slotExperts = nil
