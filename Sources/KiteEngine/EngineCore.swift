@@ -513,6 +513,7 @@ final class EngineCore {
             let slot = Int(sequence.blockTable[position / size]) * size + position % size
             values += slotExperts[(slot * width)..<((slot + 1) * width)]
         }
+        // The shape holds by construction; a nil here would reach the trainer as a sample without routing.
         return try? RoutedExperts(tokenCount: max(rows, 0), layerCount: sparseLayers.count, topK: expertsPerToken, values: values)
             .spreading(to: model.config.layerCount, at: sparseLayers)
     }
