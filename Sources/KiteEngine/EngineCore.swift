@@ -27,6 +27,12 @@ final class EngineCore {
     let deviceDecode: Bool
     /// Device buffers (and captured graphs) of decode steps, by padded batch size and block-table width.
     private var decodePlans: [DecodePlan.Key: DecodePlan] = [:]
+    /// With `enableReturnRoutedExperts` on a sparse model: the experts of the token in each cache slot,
+    /// `[slots, sparse layers, topK]`, written by the forward that fills the slot (SGLang keeps them the same
+    /// way, so a prefix served from the cache, a fork's shared blocks and a recomputed sequence all find theirs).
+    private var slotExperts: [Int32]?
+    private let sparseLayers: [Int]
+    private let expertsPerToken: Int
 
     init(model: any CausalLanguageModel, tokenizer: (any EngineTokenizer)?, options: EngineOptions) throws {
         self.model = model
@@ -59,6 +65,11 @@ final class EngineCore {
         }
         pool = BlockPool(blockCount: blockCount, blockSize: options.blockSize)
         prefixCache = options.disableRadixCache ? nil : PrefixCache(pool: pool)
+        sparseLayers = config.sparseLayerIndices
+        expertsPerToken = config.routedExpertsPerToken
+        if options.enableReturnRoutedExperts && !sparseLayers.isEmpty {
+            slotExperts = [Int32](repeating: 0, count: blockCount * options.blockSize * sparseLayers.count * expertsPerToken)
+        }
         try allocateCaches()
     }
 
@@ -102,6 +113,9 @@ final class EngineCore {
             throw .invalidRequest(field: "top_logprobs_num", detail: "must be in 0...\(vocabulary), got \(request.topLogprobs)")
         }
         if !request.sampling.stop.isEmpty && tokenizer == nil { throw .tokenizerRequired("stop strings") }
+        if request.returnRoutedExperts && !options.enableReturnRoutedExperts {
+            throw .invalidRequest(field: "return_routed_experts", detail: "the engine records no routed experts; start it with --enable-return-routed-experts")
+        }
     }
 
     /// All checks, including against the requests now running (engine thread only).
@@ -247,7 +261,8 @@ final class EngineCore {
     /// The forward over the chunks, then sampling for every sequence that reached the end of its tokens.
     private func run(_ chunks: [Chunk]) throws {
         let size = pool.blockSize
-        let decodeOnly = deviceDecode && chunks.allSatisfy { $0.count == 1 }
+        // Recording routed experts reads each sparse layer's choice back per step: the host-metadata path.
+        let decodeOnly = deviceDecode && slotExperts == nil && chunks.allSatisfy { $0.count == 1 }
         let stepStart = MonotonicClock.seconds()
         let hidden: Tensor
         if decodeOnly {
@@ -264,7 +279,9 @@ final class EngineCore {
             let cache = PagedBatchCache(
                 keyCaches: keyCaches, valueCaches: valueCaches, slots: slots, blockTables: chunks.map(\.sequence.blockTable),
                 blockSize: size, contextLengths: chunks.map { $0.start + $0.count }, queries: PackedSequences(lengths: chunks.map(\.count)))
-            hidden = try model.forwardHidden(tokens: tokens, positions: positions, cache: cache)
+            let routing = slotExperts == nil ? nil : ExpertRouting.recording()
+            hidden = try model.forwardHidden(tokens: tokens, positions: positions, cache: cache, routing: routing)
+            if let routing { try storeRoutedExperts(try routing.recorded(), slots: slots) }
         }
         expertLoad.merge(model.takeExpertLoad())
         defer {
@@ -345,6 +362,7 @@ final class EngineCore {
                 try model.backend.copyRows(keyCaches[layer], from: sources, to: destinations)
                 if model.cacheLayout.values != nil { try model.backend.copyRows(valueCaches[layer], from: sources, to: destinations) }
             }
+            copyRoutedExperts(from: sources, to: destinations)
             table.append(copy)
         }
         follower.blockTable = table
@@ -434,6 +452,7 @@ final class EngineCore {
             sequence.textCount += rest.count
             sequence.decoder = decoder
         }
+        let routed = sequence.request.request.returnRoutedExperts ? routedExperts(of: sequence) : nil
         // Keep what this sequence computed for later requests, then let its blocks go.
         if let prefixCache, !sequence.blockTable.isEmpty {
             prefixCache.insert(Array(sequence.tokens.prefix(sequence.computed)), blocks: Array(sequence.blockTable.prefix(sequence.computed / pool.blockSize)))
@@ -446,12 +465,57 @@ final class EngineCore {
             requestID: state.request.id, sampleIndex: sequence.sampleIndex, outputTokens: sequence.outputTokens,
             outputLogprobs: sequence.outputLogprobs, topLogprobs: sequence.topLogprobs, text: sequence.text,
             finishReason: reason, promptTokenCount: sequence.promptLength, cachedTokenCount: min(sequence.cachedTokenCount, sequence.promptLength),
-            weightVersion: weightVersion)))
+            weightVersion: weightVersion, routedExperts: routed)))
         state.unfinished -= 1
         if state.unfinished == 0 {
             state.continuation.finish()
             requests[state.request.id] = nil
         }
+    }
+
+    // MARK: Routed experts
+
+    /// Writes row `i` of a forward's record (its `i`-th token) to that token's cache slot.
+    private func storeRoutedExperts(_ record: RoutedExperts, slots: [Int32]) throws {
+        let width = sparseLayers.count * expertsPerToken
+        guard record.tokenCount == slots.count, record.layerCount * record.topK == width else {
+            throw EngineError.internalFailure("routed experts: a record of \(record.tokenCount) tokens x \(record.layerCount) layers for \(slots.count) slots")
+        }
+        guard var table = slotExperts else { return }
+        slotExperts = nil
+        for (row, slot) in slots.enumerated() {
+            for i in 0..<width { table[Int(slot) * width + i] = record.values[row * width + i] }
+        }
+        slotExperts = table
+    }
+
+    /// A block copied for a fork takes its slots' experts along.
+    private func copyRoutedExperts(from sources: [Int32], to destinations: [Int32]) {
+        guard var table = slotExperts else { return }
+        slotExperts = nil
+        let width = sparseLayers.count * expertsPerToken
+        for (source, destination) in zip(sources, destinations) {
+            for i in 0..<width { table[Int(destination) * width + i] = table[Int(source) * width + i] }
+        }
+        slotExperts = table
+    }
+
+    /// The experts of a sequence's computed tokens but the last (which is sampled, never computed), over every
+    /// hidden layer as SGLang returns them; nil for dense models.
+    private func routedExperts(of sequence: SequenceState) -> RoutedExperts? {
+        guard let slotExperts else { return nil }
+        let width = sparseLayers.count * expertsPerToken
+        let rows = min(sequence.computed, sequence.tokens.count - 1)
+        let size = pool.blockSize
+        var values: [Int32] = []
+        values.reserveCapacity(max(rows, 0) * width)
+        for position in 0..<max(rows, 0) {
+            let slot = Int(sequence.blockTable[position / size]) * size + position % size
+            values += slotExperts[(slot * width)..<((slot + 1) * width)]
+        }
+        // The shape holds by construction; a nil here would reach the trainer as a sample without routing.
+        return try? RoutedExperts(tokenCount: max(rows, 0), layerCount: sparseLayers.count, topK: expertsPerToken, values: values)
+            .spreading(to: model.config.layerCount, at: sparseLayers)
     }
 
     // MARK: Control

@@ -34,6 +34,10 @@ public struct EngineOptions: Sendable, Equatable {
     /// (`Backend.sampleTokens`); nil means on accelerators only. On the CPU this runs the backend's reference
     /// implementations, which tests use to check the path; the host `Sampler` is the CPU default.
     public var deviceDecode: Bool?
+    /// `--enable-return-routed-experts`: record the experts every computed token was routed to, per cache slot
+    /// (as SGLang does), so requests may ask for them (`GenerationRequest.returnRoutedExperts`). Costs a host
+    /// copy of each sparse layer's choice per step, and decode steps run eagerly on the host-metadata path.
+    public var enableReturnRoutedExperts = false
 
     public init() {}
 }

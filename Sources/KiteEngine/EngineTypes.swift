@@ -1,3 +1,4 @@
+import KiteModels
 
 /// One generation request to the in-process engine.
 public struct GenerationRequest: Sendable {
@@ -10,14 +11,21 @@ public struct GenerationRequest: Sendable {
     public var topLogprobs: Int
     /// Send a `.tokens` event for every token; when false only the `.finished` events come (cheaper).
     public var stream: Bool
+    /// SGLang's `return_routed_experts`: each result carries the experts its tokens were routed to (needs
+    /// `EngineOptions.enableReturnRoutedExperts`).
+    public var returnRoutedExperts: Bool
 
-    public init(id: String, promptTokens: [Int32], sampling: SamplingParameters = SamplingParameters(), returnLogprob: Bool = false, topLogprobs: Int = 0, stream: Bool = true) {
+    public init(
+        id: String, promptTokens: [Int32], sampling: SamplingParameters = SamplingParameters(), returnLogprob: Bool = false, topLogprobs: Int = 0,
+        stream: Bool = true, returnRoutedExperts: Bool = false
+    ) {
         self.id = id
         self.promptTokens = promptTokens
         self.sampling = sampling
         self.returnLogprob = returnLogprob
         self.topLogprobs = topLogprobs
         self.stream = stream
+        self.returnRoutedExperts = returnRoutedExperts
     }
 }
 
@@ -50,11 +58,19 @@ public struct GenerationResult: Sendable, Equatable {
     public var cachedTokenCount: Int
     /// The weights' version when the sample finished.
     public var weightVersion: String
+    /// With `returnRoutedExperts`, SGLang's `routed_experts`: the experts of every token the model ran, prompt
+    /// and output but the last token (which was sampled, never computed), `[prompt + output - 1, layers, topK]`
+    /// over every hidden layer, zeros in dense layers; each row from the forward that computed the token's
+    /// cache slot (a prefix shared from the cache included), the latest one after a preemption. Nil for dense
+    /// models, and when not asked for.
+    public var routedExperts: RoutedExperts?
 
     public init(
         requestID: String, sampleIndex: Int, outputTokens: [Int32], outputLogprobs: [Float], topLogprobs: [[TokenLogprob]] = [],
-        text: String, finishReason: FinishReason, promptTokenCount: Int, cachedTokenCount: Int, weightVersion: String
+        text: String, finishReason: FinishReason, promptTokenCount: Int, cachedTokenCount: Int, weightVersion: String,
+        routedExperts: RoutedExperts? = nil
     ) {
+        self.routedExperts = routedExperts
         self.requestID = requestID
         self.sampleIndex = sampleIndex
         self.outputTokens = outputTokens

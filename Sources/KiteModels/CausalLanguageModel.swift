@@ -19,8 +19,10 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
 
     /// Training-mode forward over packed sequences: per-row log-prob of `targets` (nil: the next token; -1:
     /// none) and entropy under `softmax(logits / temperature)`, and the tape for `backward` when `keepActivations`.
+    /// `routing` records the experts of every sparse layer, or replays recorded ones (see `ExpertRouting`).
     func forward(
-        tokens: [Int32], sequences: PackedSequences, targets: [Int32]?, temperature: Float, keepActivations: Bool, recompute: Bool
+        tokens: [Int32], sequences: PackedSequences, targets: [Int32]?, temperature: Float, keepActivations: Bool, recompute: Bool,
+        routing: ExpertRouting?
     ) throws -> TrainingForwardResult
     /// Adds d(loss)/d(parameter) into `gradients` (names as `parameters`), given d(loss)/d(log-prob) and
     /// d(loss)/d(entropy) per row of the forward that made `tape`.
@@ -28,6 +30,8 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     /// Inference forward of new tokens at `positions` whose keys and values join `cache`: the final
     /// normalised hidden states `[T, hidden]`.
     func forwardHidden(tokens: [Int32], positions: [Int32], cache: any KeyValueCache) throws -> Tensor
+    /// `forwardHidden` that records (or replays) the experts each sparse layer routes these tokens to.
+    func forwardHidden(tokens: [Int32], positions: [Int32], cache: any KeyValueCache, routing: ExpertRouting?) throws -> Tensor
     /// `forwardHidden` with the tokens and positions in i32 tensors `[T]` already on the backend's device (the
     /// engine's decode steps): no host copy, so the work can be captured as a device graph. `positionLimit`
     /// bounds every position.
@@ -41,6 +45,16 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     func clone() throws -> Self
     /// Tokens routed to each expert since the last call, per sparse layer; empty for dense models.
     func takeExpertLoad() -> ExpertLoad
+}
+
+extension CausalLanguageModel {
+    /// The training forward with free routing.
+    public func forward(
+        tokens: [Int32], sequences: PackedSequences, targets: [Int32]?, temperature: Float, keepActivations: Bool, recompute: Bool
+    ) throws -> TrainingForwardResult {
+        try forward(tokens: tokens, sequences: sequences, targets: targets, temperature: temperature, keepActivations: keepActivations,
+                    recompute: recompute, routing: nil)
+    }
 }
 
 /// Loads any supported model from a Hugging Face directory or a `.gguf` file.

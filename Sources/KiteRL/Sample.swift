@@ -1,4 +1,5 @@
 import KiteJSON
+import KiteModels
 
 /// How a sample's generation ended, after slime's `Sample.Status` (`slime/utils/types.py`).
 public enum SampleStatus: String, Sendable, CaseIterable {
@@ -38,6 +39,10 @@ public struct Sample: Sendable, Equatable {
     public var lossMask: [Int]?
     /// The engine's log-prob of every response token (0 for non-trainable tokens).
     public var rolloutLogProbs: [Double]?
+    /// The experts the engine routed each token to (SGLang's `routed_experts`, slime's `rollout_routed_experts`):
+    /// `[len(tokens) - 1, num_hidden_layers, topK]`, zeros in dense layers. `--use-rollout-routing-replay`
+    /// trains with them.
+    public var rolloutRoutedExperts: RoutedExperts?
     /// The policy weight version of every generate call that produced this sample.
     public var weightVersions: [String]
     /// Drop this sample from the loss: its loss mask becomes all zeros in training.
@@ -52,8 +57,9 @@ public struct Sample: Sendable, Equatable {
         tokens: [Int] = [], response: String = "", responseLength: Int = 0, label: JSONValue? = nil,
         reward: JSONValue? = nil, lossMask: [Int]? = nil, rolloutLogProbs: [Double]? = nil,
         weightVersions: [String] = [], removeSample: Bool = false, status: SampleStatus = .pending,
-        metadata: JSONObject = JSONObject(), extra: JSONObject = JSONObject()
+        metadata: JSONObject = JSONObject(), extra: JSONObject = JSONObject(), rolloutRoutedExperts: RoutedExperts? = nil
     ) {
+        self.rolloutRoutedExperts = rolloutRoutedExperts
         self.index = index
         self.groupIndex = groupIndex
         self.rolloutId = rolloutId
@@ -133,6 +139,7 @@ extension Sample {
     static let knownKeys: Set<String> = [
         "index", "group_index", "rollout_id", "prompt", "tokens", "response", "response_length", "label",
         "reward", "loss_mask", "rollout_log_probs", "weight_versions", "remove_sample", "status", "metadata",
+        "rollout_routed_experts",
     ]
 
     /// The sample as the JSON object slime's `Sample.to_dict` produces (keys not interpreted by Kite
@@ -151,6 +158,13 @@ extension Sample {
         object["loss_mask"] = lossMask.map { .array($0.map { .int($0) }) } ?? .null
         object["weight_versions"] = .array(weightVersions.map { .string($0) })
         object["rollout_log_probs"] = rolloutLogProbs.map { .array($0.map { .double($0) }) } ?? .null
+        if let routed = rolloutRoutedExperts {
+            // Nested [rows][layers][topK], as slime's to_dict gives the array.
+            let (layers, k) = (routed.layerCount, routed.topK)
+            object["rollout_routed_experts"] = .array((0..<routed.tokenCount).map { t in
+                .array((0..<layers).map { l in .array(routed.values[((t * layers + l) * k)..<((t * layers + l + 1) * k)].map { .int(Int($0)) }) })
+            })
+        }
         object["remove_sample"] = .bool(removeSample)
         object["status"] = .string(status.rawValue)
         object["metadata"] = .object(metadata)
@@ -161,6 +175,37 @@ extension Sample {
     private static func nonNull(_ value: JSONValue?) -> JSONValue? {
         guard let value, !value.isNull else { return Optional<JSONValue>.none }
         return value
+    }
+
+    /// Reads `rollout_routed_experts`: a nested array `[rows][layers][topK]` of expert indices, every row with
+    /// the same number of layers and every layer the same top-k.
+    static func routedExperts(_ value: JSONValue?, sample: String) throws(RLError) -> RoutedExperts? {
+        guard let value, !value.isNull else { return nil }
+        func failure(_ message: String) -> RLError { .invalidSample(sample: sample, field: "rollout_routed_experts", message: message) }
+        guard let rows = value.arrayValue else { throw failure("expected an array [rows][layers][topK], found \(value.typeName)") }
+        var layers: Int?, topK: Int?
+        var values: [Int32] = []
+        for (t, row) in rows.enumerated() {
+            guard let rowLayers = row.arrayValue, rowLayers.count == (layers ?? rowLayers.count) else {
+                throw failure("row \(t) is not an array of \(layers.map(String.init) ?? "some") layers")
+            }
+            layers = rowLayers.count
+            for (l, layer) in rowLayers.enumerated() {
+                guard let experts = layer.arrayValue, experts.count == (topK ?? experts.count), !experts.isEmpty else {
+                    throw failure("row \(t) layer \(l) is not a non-empty array of \(topK.map(String.init) ?? "some") experts")
+                }
+                topK = experts.count
+                for expert in experts {
+                    guard let e = expert.intValue, let e32 = Int32(exactly: e) else { throw failure("row \(t) layer \(l) holds \(expert.typeName), expected an expert index") }
+                    values.append(e32)
+                }
+            }
+        }
+        do {
+            return try RoutedExperts(tokenCount: rows.count, layerCount: layers ?? 0, topK: topK ?? 1, values: values)
+        } catch {
+            throw failure(error.description)
+        }
     }
 
     /// Reads a sample written by `json` (or by slime's `to_dict`, converted to JSON); `position` names
@@ -225,7 +270,8 @@ extension Sample {
             removeSample: try field("remove_sample", { $0.boolValue }, "a boolean") ?? false,
             status: status,
             metadata: try field("metadata", { $0.objectValue }, "an object") ?? JSONObject(),
-            extra: extra
+            extra: extra,
+            rolloutRoutedExperts: try Self.routedExperts(object["rollout_routed_experts"], sample: name)
         )
         try validate()
     }

@@ -16,12 +16,19 @@ import NIOCore
 public final class HTTPRolloutEngine: RolloutEngine {
     public let pool: WorkerPool
     public let weightDirectory: String
+    /// Hidden layers and experts per token of the served model: how SGLang's flat `routed_experts` reshapes.
+    public let routedExpertsShape: (layers: Int, topK: Int)?
     private let log: @Sendable (String) -> Void
 
     /// - Parameters:
     ///   - urls: engine or router base URLs (`http://host:port`).
     ///   - weightDirectory: where weight syncs are written for the engines to read.
-    public init(urls: [String], apiKey: String? = nil, weightDirectory: String, httpClient: HTTPClient = .shared, log: @escaping @Sendable (String) -> Void = { _ in }) throws(RLError) {
+    ///   - routedExpertsShape: for requests with `returnRoutedExperts`, the model's hidden layers and experts per token.
+    public init(
+        urls: [String], apiKey: String? = nil, weightDirectory: String, routedExpertsShape: (layers: Int, topK: Int)? = nil,
+        httpClient: HTTPClient = .shared, log: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws(RLError) {
+        self.routedExpertsShape = routedExpertsShape
         guard !urls.isEmpty else { throw .invalidOption(name: "--rollout-engine-url", message: "needs at least one URL") }
         for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
             throw .invalidOption(name: "--rollout-engine-url", message: "'\(url)' is not an http:// or https:// URL")
@@ -59,17 +66,23 @@ public final class HTTPRolloutEngine: RolloutEngine {
         parameters.skipSpecialTokens = sampling.skipSpecialTokens
         let body = GenerateRequestBody(
             inputIDs: request.promptTokens.map(Int.init), samplingParams: parameters, rid: request.id, returnLogprob: true,
-            topLogprobsNum: request.topLogprobs > 0 ? request.topLogprobs : nil, stream: false)
+            topLogprobsNum: request.topLogprobs > 0 ? request.topLogprobs : nil, stream: false,
+            returnRoutedExperts: request.returnRoutedExperts ? true : nil)
+        let shape = request.returnRoutedExperts ? routedExpertsShape : nil
+        if request.returnRoutedExperts && shape == nil {
+            throw RLError.invalidOption(name: "--use-rollout-routing-replay", message: "the HTTP rollout engine was not told the model's layers and top-k")
+        }
         let answers = try await pool.generate(body)
         guard answers.count == sampling.n else {
             throw SGLangClientError.malformed("request \(request.id) asked for \(sampling.n) samples; the engine answered \(answers.count)")
         }
-        return try answers.enumerated().map { index, answer in try Self.result(answer, requestID: request.id, sampleIndex: index) }
+        return try answers.enumerated().map { index, answer in try Self.result(answer, requestID: request.id, sampleIndex: index, routedExpertsShape: shape) }
     }
 
     /// One engine answer as the in-process engine would have returned it; a missing or inconsistent field is
     /// an error naming it (a sample without its log-probs cannot be trained on).
-    static func result(_ answer: GenerateResponseBody, requestID: String, sampleIndex: Int) throws -> GenerationResult {
+    /// With `routedExpertsShape`, `meta_info.routed_experts` must be there and hold one row per token but the last.
+    static func result(_ answer: GenerateResponseBody, requestID: String, sampleIndex: Int, routedExpertsShape: (layers: Int, topK: Int)? = nil) throws -> GenerationResult {
         let meta = answer.metaInfo
         var tokens: [Int32] = []
         tokens.reserveCapacity(answer.outputIDs.count)
@@ -86,10 +99,24 @@ public final class HTTPRolloutEngine: RolloutEngine {
         let top = (meta.outputTopLogprobs ?? []).map { position in
             position.compactMap { entry in Int32(exactly: entry.tokenID).map { TokenLogprob(token: $0, logprob: entry.logprob) } }
         }
+        var routed: RoutedExperts?
+        if let shape = routedExpertsShape {
+            guard let text = meta.routedExperts else {
+                throw SGLangClientError.malformed("meta_info.routed_experts is missing from the answer to \(requestID) (is the engine started with --enable-return-routed-experts?)")
+            }
+            guard let values = RoutedExpertsEncoding.decode(text) else {
+                throw SGLangClientError.malformed("meta_info.routed_experts of \(requestID) is not base64 of i32 values")
+            }
+            let rows = meta.promptTokens + tokens.count - 1
+            guard values.count == rows * shape.layers * shape.topK else {
+                throw SGLangClientError.malformed("meta_info.routed_experts of \(requestID) holds \(values.count) values; expected [\(rows), \(shape.layers), \(shape.topK)]")
+            }
+            routed = try RoutedExperts(tokenCount: rows, layerCount: shape.layers, topK: shape.topK, values: values)
+        }
         return GenerationResult(
             requestID: requestID, sampleIndex: sampleIndex, outputTokens: tokens, outputLogprobs: entries.map(\.logprob), topLogprobs: top,
             text: answer.text, finishReason: try finishReason(meta.finishReason, requestID: requestID), promptTokenCount: meta.promptTokens,
-            cachedTokenCount: meta.cachedTokens, weightVersion: meta.weightVersion)
+            cachedTokenCount: meta.cachedTokens, weightVersion: meta.weightVersion, routedExperts: routed)
     }
 
     static func finishReason(_ body: FinishReasonBody?, requestID: String) throws -> FinishReason {

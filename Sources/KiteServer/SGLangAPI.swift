@@ -16,6 +16,7 @@ public struct GenerateRequestBody: Codable, Sendable {
     var topLogprobsNum: OneOrMany<Int>?
     var returnTextInLogprobs: Bool?
     var stream: Bool?
+    var returnRoutedExperts: OneOrMany<Bool>?
 
     enum CodingKeys: String, CodingKey {
         case text
@@ -34,13 +35,14 @@ public struct GenerateRequestBody: Codable, Sendable {
         case loraPath = "lora_path"
         case returnHiddenStates = "return_hidden_states"
         case tokenIDsLogprob = "token_ids_logprob"
+        case returnRoutedExperts = "return_routed_experts"
     }
 
     /// Fields of SGLang's `GenerateReqInput` that are ignored here because they change nothing about the
     /// tokens (logging, routing and tracing hints).
     static let ignoredFields: Set<String> = [
         "log_metrics", "modalities", "session_params", "custom_logit_processor", "data_parallel_rank",
-        "bootstrap_host", "bootstrap_port", "bootstrap_room", "bootstrap_pair_key", "return_routed_experts",
+        "bootstrap_host", "bootstrap_port", "bootstrap_room", "bootstrap_pair_key",
         "priority", "extra_key", "routed_dp_rank", "no_logs", "background", "conversation_id", "label",
         "return_bytes", "routing_key", "external_trace_header", "received_time", "stream_options",
     ]
@@ -58,6 +60,7 @@ public struct GenerateRequestBody: Codable, Sendable {
         topLogprobsNum = try container.decodeIfPresent(OneOrMany<Int>.self, forKey: .topLogprobsNum)
         returnTextInLogprobs = try container.decodeIfPresent(Bool.self, forKey: .returnTextInLogprobs)
         stream = try container.decodeIfPresent(Bool.self, forKey: .stream)
+        returnRoutedExperts = try container.decodeIfPresent(OneOrMany<Bool>.self, forKey: .returnRoutedExperts)
         for key in [CodingKeys.inputEmbeds, .imageData, .audioData, .videoData, .loraPath, .tokenIDsLogprob] {
             if try container.decodeIfPresent(AnyJSON.self, forKey: key).map({ $0 != .null }) ?? false {
                 throw DecodingError.dataCorrupted(.init(codingPath: [key], debugDescription: "is not supported by this server (text-only models, no LoRA)"))
@@ -70,8 +73,9 @@ public struct GenerateRequestBody: Codable, Sendable {
 
     public init(
         text: String? = nil, inputIDs: [Int]? = nil, samplingParams: SamplingParamsBody? = nil, rid: String? = nil,
-        returnLogprob: Bool? = nil, topLogprobsNum: Int? = nil, stream: Bool? = nil
+        returnLogprob: Bool? = nil, topLogprobsNum: Int? = nil, stream: Bool? = nil, returnRoutedExperts: Bool? = nil
     ) {
+        self.returnRoutedExperts = returnRoutedExperts.map { .one($0) }
         self.text = text.map { .one($0) }
         self.inputIDs = inputIDs.map { .one($0) }
         self.samplingParams = samplingParams.map { .one($0) }
@@ -107,6 +111,7 @@ public struct GenerateRequestBody: Codable, Sendable {
         try put(topLogprobsNum, .topLogprobsNum)
         try container.encodeIfPresent(returnTextInLogprobs, forKey: .returnTextInLogprobs)
         try container.encodeIfPresent(stream, forKey: .stream)
+        try put(returnRoutedExperts, .returnRoutedExperts)
     }
 }
 
@@ -265,6 +270,9 @@ public struct GenerateResponseBody: Codable, Sendable {
         public var outputTokenLogprobs: [TokenLogprobEntry]?
         public var outputTopLogprobs: [[TokenLogprobEntry]]?
         public var inputTokenLogprobs: [TokenLogprobEntry]?
+        /// With `return_routed_experts`: base64 of the little-endian i32 array `[prompt + completion - 1,
+        /// num_hidden_layers, topK]` (SGLang's encoding; see `GenerationResult.routedExperts`).
+        public var routedExperts: String?
 
         enum CodingKeys: String, CodingKey {
             case id
@@ -277,6 +285,7 @@ public struct GenerateResponseBody: Codable, Sendable {
             case outputTokenLogprobs = "output_token_logprobs"
             case outputTopLogprobs = "output_top_logprobs"
             case inputTokenLogprobs = "input_token_logprobs"
+            case routedExperts = "routed_experts"
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -291,7 +300,37 @@ public struct GenerateResponseBody: Codable, Sendable {
             try container.encodeIfPresent(inputTokenLogprobs, forKey: .inputTokenLogprobs)
             try container.encodeIfPresent(outputTokenLogprobs, forKey: .outputTokenLogprobs)
             try container.encodeIfPresent(outputTopLogprobs, forKey: .outputTopLogprobs)
+            try container.encodeIfPresent(routedExperts, forKey: .routedExperts)
         }
+    }
+}
+
+/// SGLang's `routed_experts` encoding: the i32 values, little-endian, in base64.
+public enum RoutedExpertsEncoding {
+    public static func encode(_ values: [Int32]) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(values.count * 4)
+        for value in values {
+            let bits = UInt32(bitPattern: value)
+            for shift in [0, 8, 16, 24] as [UInt32] { bytes.append(UInt8(truncatingIfNeeded: bits >> shift)) }
+        }
+        return Data(bytes).base64EncodedString()
+    }
+
+    /// The values of an encoded array; nil when the text is not base64 of whole i32 values.
+    public static func decode(_ text: String) -> [Int32]? {
+        guard let data = Data(base64Encoded: text), data.count % 4 == 0 else { return nil }
+        let bytes = [UInt8](data)
+        var values: [Int32] = []
+        values.reserveCapacity(bytes.count / 4)
+        for i in stride(from: 0, to: bytes.count, by: 4) {
+            var bits = UInt32(bytes[i + 3])
+            bits = bits << 8 | UInt32(bytes[i + 2])
+            bits = bits << 8 | UInt32(bytes[i + 1])
+            bits = bits << 8 | UInt32(bytes[i])
+            values.append(Int32(bitPattern: bits))
+        }
+        return values
     }
 }
 

@@ -72,6 +72,7 @@ struct SGLangHandlers: Sendable {
         try checkBatchLength(body.returnLogprob, "return_logprob", count: count)
         try checkBatchLength(body.topLogprobsNum, "top_logprobs_num", count: count)
         try checkBatchLength(body.logprobStartLen, "logprob_start_len", count: count)
+        try checkBatchLength(body.returnRoutedExperts, "return_routed_experts", count: count)
         if isBatch, case .one = body.rid { throw .badRequest("'rid' must be a list for a batch", param: "rid") }
         if let starts = body.logprobStartLen?.values, starts.contains(where: { $0 >= 0 }) {
             throw .badRequest("prompt log-probs ('logprob_start_len' >= 0) are not supported by this server", param: "logprob_start_len")
@@ -90,7 +91,8 @@ struct SGLangHandlers: Sendable {
             let id = body.rid?.value(at: index) ?? EngineFrontend.newRequestID()
             let request = GenerationRequest(
                 id: id, promptTokens: tokenLists[index], sampling: sampling,
-                returnLogprob: options.returnLogprob, topLogprobs: options.returnLogprob ? options.topLogprobs : 0)
+                returnLogprob: options.returnLogprob, topLogprobs: options.returnLogprob ? options.topLogprobs : 0,
+                returnRoutedExperts: body.returnRoutedExperts?.value(at: index) ?? false)
             prompts.append(PreparedPrompt(request: request, options: options))
         }
         return (prompts, isBatch)
@@ -138,6 +140,7 @@ struct SGLangHandlers: Sendable {
                 }
             }
         }
+        meta.routedExperts = result?.routedExperts.map { RoutedExpertsEncoding.encode($0.values) }
         return GenerateResponseBody(text: text, outputIDs: tokens.map(Int.init), metaInfo: meta, index: index)
     }
 

@@ -121,6 +121,13 @@ public protocol Backend: AnyObject, Sendable {
     func route(logits: Tensor, correctionBias: Tensor?, parameters: RoutingParameters) throws -> (weights: Tensor, experts: Tensor)
     /// d(loss)/d(logits) `[T, E]` given d(loss)/d(weights) `[T, k]`; the choice itself is not differentiated.
     func routeBackward(dWeights: Tensor, logits: Tensor, experts: Tensor, parameters: RoutingParameters) throws -> Tensor
+    /// The gate weights of given experts (i32 `[T, k]`, however they were chosen) from router `logits` `[T, E]`:
+    /// each expert's score (softmax over the row, or its sigmoid), renormalised over the row's `k` experts and
+    /// scaled as `parameters` say. No correction bias (it only steers the choice). Given `route`'s own experts
+    /// this is `route`'s weights to the bit; routing replay fixes the experts and takes the weights from here.
+    /// Every index must lie in `0 ..< E` and no row may name an expert twice (checked, with an error naming the
+    /// position).
+    func routeWeights(logits: Tensor, experts: Tensor, parameters: RoutingParameters) throws -> Tensor
     /// Groups the rows of `x` `[T, D]` by expert: returns `[T * k, D]` holding token `t`'s row once for each of
     /// its `k` experts (`experts` i32 `[T, k]`), sorted by expert and by token within an expert, and the plan
     /// that `combine` and the grouped products use.

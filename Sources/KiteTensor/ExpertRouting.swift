@@ -62,6 +62,26 @@ public struct RoutingParameters: Sendable, Equatable {
     }
 }
 
+extension RoutingParameters {
+    /// Checks experts given to `routeWeights` (row-major `[tokens, topK]`): every index in `0 ..< experts`
+    /// and no index twice in a row. The first offence throws, naming its flat position.
+    public func validateExperts(_ chosen: UnsafeBufferPointer<Int32>, experts: Int, operation: String) throws(KiteTensorError) {
+        let k = topK
+        for position in chosen.indices {
+            let e = chosen[position]
+            guard e >= 0 && Int(e) < experts else {
+                throw .indexOutOfRange(operation: operation, index: Int(e), limit: experts, position: position)
+            }
+            let rowStart = position - position % k
+            for earlier in rowStart..<position where chosen[earlier] == e {
+                throw .invalidArgument(
+                    operation: operation,
+                    detail: "token \(position / k) names expert \(e) twice (positions \(earlier) and \(position)); a token's \(k) experts must be distinct")
+            }
+        }
+    }
+}
+
 /// Where `dispatch` sent each (token, choice) pair: the rows of the dispatched tensor are the token rows
 /// sorted by expert (stably, so by token within an expert), and `combine` uses this to bring them back.
 ///

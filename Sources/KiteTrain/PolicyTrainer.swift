@@ -6,10 +6,15 @@ import KiteTensor
 public struct TrainingSequence: Sendable, Equatable {
     public var tokens: [Int32]
     public var responseLength: Int
+    /// Routing replay: the experts every token goes to in every sparse layer, `[tokens, sparse layers, topK]`
+    /// (recorded by `score(_:temperature:maxTokensPerBatch:recordRouting:)`, or the engine's). Nil routes freely.
+    /// Within one micro-batch, either every sequence has it or none.
+    public var routedExperts: RoutedExperts?
 
-    public init(tokens: [Int32], responseLength: Int) {
+    public init(tokens: [Int32], responseLength: Int, routedExperts: RoutedExperts? = nil) {
         self.tokens = tokens
         self.responseLength = responseLength
+        self.routedExperts = routedExperts
     }
 }
 
@@ -17,6 +22,8 @@ public struct TrainingSequence: Sendable, Equatable {
 public struct ResponseScores: Sendable {
     public var logprobs: [[Float]]
     public var entropy: [[Float]]
+    /// Per sequence, the experts its tokens were routed to, when the forward recorded them.
+    public var routedExperts: [RoutedExperts]?
 }
 
 /// The gradient of the loss with respect to each response token's log-prob and entropy.
@@ -69,18 +76,22 @@ public final class PolicyTrainer: @unchecked Sendable {
     public var stepCount: Int { optimizer.stepCount }
 
     /// Response log-probs and entropies without gradients (old or reference log-probs), in batches of at most
-    /// `maxTokensPerBatch` tokens (a longer sequence goes alone).
-    public func score(_ sequences: [TrainingSequence], temperature: Float, maxTokensPerBatch: Int = 8192) throws -> ResponseScores {
+    /// `maxTokensPerBatch` tokens (a longer sequence goes alone). Sequences with `routedExperts` replay them;
+    /// `recordRouting` records the experts of the others (slime's R2 records in the old-log-prob forward).
+    public func score(_ sequences: [TrainingSequence], temperature: Float, maxTokensPerBatch: Int = 8192, recordRouting: Bool = false) throws -> ResponseScores {
         var logprobs = [[Float]](repeating: [], count: sequences.count)
         var entropy = [[Float]](repeating: [], count: sequences.count)
+        var routed: [RoutedExperts?] = Array(repeating: nil, count: sequences.count)
         for batch in Self.batches(sequences.map(\.tokens.count), maxTokens: maxTokensPerBatch) {
-            let scores = try forward(batch.map { sequences[$0] }, temperature: temperature, keep: false).scores
+            let scores = try forward(batch.map { sequences[$0] }, temperature: temperature, keep: false, recordRouting: recordRouting).scores
             for (position, index) in batch.enumerated() {
                 logprobs[index] = scores.logprobs[position]
                 entropy[index] = scores.entropy[position]
+                routed[index] = scores.routedExperts?[position]
             }
         }
-        return ResponseScores(logprobs: logprobs, entropy: entropy)
+        let complete = routed.compactMap { $0 }
+        return ResponseScores(logprobs: logprobs, entropy: entropy, routedExperts: recordRouting && complete.count == sequences.count ? complete : nil)
     }
 
     /// One optimizer step over `microBatches` (gradients accumulate across them). `loss(i, scores)` returns
@@ -125,14 +136,17 @@ public final class PolicyTrainer: @unchecked Sendable {
             expertLoad: model.takeExpertLoad())
     }
 
-    /// Packed forward of a micro-batch; returns each sequence's response scores.
-    func forward(_ batch: [TrainingSequence], temperature: Float, keep: Bool) throws -> (scores: ResponseScores, tape: ForwardTape?, layout: PackedSequences) {
+    /// Packed forward of a micro-batch; returns each sequence's response scores. Replays the sequences'
+    /// routing when they carry it; otherwise records it when `recordRouting`.
+    func forward(_ batch: [TrainingSequence], temperature: Float, keep: Bool, recordRouting: Bool = false) throws -> (scores: ResponseScores, tape: ForwardTape?, layout: PackedSequences) {
         for (s, sequence) in batch.enumerated() where sequence.responseLength < 0 || sequence.responseLength >= sequence.tokens.count {
             throw ModelError.invalidInput("sequence \(s): response length \(sequence.responseLength) must be in 0..<\(sequence.tokens.count) (a prompt token comes first)")
         }
         let layout = PackedSequences(lengths: batch.map(\.tokens.count))
         let tokens = batch.flatMap(\.tokens)
-        let result = try model.forward(tokens: tokens, sequences: layout, targets: nil, temperature: temperature, keepActivations: keep, recompute: recompute)
+        let routing = try Self.routing(for: batch, record: recordRouting)
+        let result = try model.forward(
+            tokens: tokens, sequences: layout, targets: nil, temperature: temperature, keepActivations: keep, recompute: recompute, routing: routing)
         let logprobs = try model.backend.download(result.logprobs).toFloats()
         let entropy = try model.backend.download(result.entropy).toFloats()
         var scores = ResponseScores(logprobs: [], entropy: [])
@@ -141,7 +155,30 @@ public final class PolicyTrainer: @unchecked Sendable {
             scores.logprobs.append(Array(logprobs[first..<(first + sequence.responseLength)]))
             scores.entropy.append(Array(entropy[first..<(first + sequence.responseLength)]))
         }
+        if let routing, routing.mode == .record {
+            let record = try routing.recorded()
+            scores.routedExperts = try (0..<batch.count).map { try record.tokens(layout.range($0)) }
+        }
         return (scores, result.tape, layout)
+    }
+
+    /// The routing of a micro-batch: its sequences' records packed in its order (replay), a new record, or
+    /// nil (free routing).
+    static func routing(for batch: [TrainingSequence], record: Bool) throws -> ExpertRouting? {
+        let carrying = batch.filter { $0.routedExperts != nil }.count
+        if carrying == 0 { return record ? .recording() : nil }
+        guard carrying == batch.count else {
+            throw ModelError.invalidInput("routing replay: \(carrying) of the micro-batch's \(batch.count) sequences carry routed experts; all or none must")
+        }
+        var parts: [RoutedExperts] = []
+        for (s, sequence) in batch.enumerated() {
+            guard let routed = sequence.routedExperts else { continue }
+            guard routed.tokenCount == sequence.tokens.count else {
+                throw ModelError.invalidInput("routing replay: sequence \(s) has \(sequence.tokens.count) tokens but routed experts for \(routed.tokenCount)")
+            }
+            parts.append(routed)
+        }
+        return .replaying(try RoutedExperts.concatenating(parts))
     }
 
     /// The packed row whose logits score the first response token.

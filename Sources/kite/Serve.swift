@@ -45,6 +45,9 @@ struct EngineFlags: ParsableArguments {
     @Flag(help: "Load no tokenizer: token ids in and out only.")
     var skipTokenizerInit = false
 
+    @Flag(help: "Record the experts every token is routed to, so /generate may ask for them with return_routed_experts (MoE models; decode steps then run eagerly).")
+    var enableReturnRoutedExperts = false
+
     var engineOptions: EngineOptions {
         var options = EngineOptions()
         options.contextLength = contextLength
@@ -55,6 +58,7 @@ struct EngineFlags: ParsableArguments {
         options.chunkedPrefillSize = chunkedPrefillSize
         options.blockSize = pageSize
         options.disableRadixCache = disableRadixCache
+        options.enableReturnRoutedExperts = enableReturnRoutedExperts
         return options
     }
 

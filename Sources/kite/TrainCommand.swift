@@ -1,5 +1,6 @@
 import ArgumentParser
 import KiteCUDA
+import KiteModels
 import KiteRL
 import KiteServer
 import KiteTensor
@@ -32,7 +33,13 @@ struct TrainCommand: AsyncParsableCommand {
         var rolloutEngine: HTTPRolloutEngine?
         if !configuration.rolloutEngineURLs.isEmpty && !configuration.debugTrainOnly {
             let directory = absolutePath(configuration.weightSyncDirectory ?? (configuration.save ?? "kite-runs") + "/weight-sync")
-            let engine = try HTTPRolloutEngine(urls: configuration.rolloutEngineURLs, weightDirectory: directory, log: log)
+            // R3 reshapes the engines' flat routed_experts with the model's layers and experts per token.
+            var shape: (layers: Int, topK: Int)?
+            if configuration.rollout.returnRoutedExperts {
+                let config = try ModelConfig.load(checkpoint: configuration.hfCheckpoint)
+                if config.hasExperts { shape = (config.layerCount, config.routedExpertsPerToken) }
+            }
+            let engine = try HTTPRolloutEngine(urls: configuration.rolloutEngineURLs, weightDirectory: directory, routedExpertsShape: shape, log: log)
             try await engine.waitUntilHealthy(timeout: 60)
             log("disaggregated rollout on \(configuration.rolloutEngineURLs.joined(separator: ", ")); weight syncs through \(directory)")
             rolloutEngine = engine

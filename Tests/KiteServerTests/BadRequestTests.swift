@@ -29,6 +29,8 @@ extension ServerSuite {
                     ("/generate", #"{}"#, 400, "missing the prompt"),
                     ("/generate", #"{"text": "hello"}"#, 400, "tokenizer"),
                     ("/generate", #"{"input_ids": [1, 72]}"#, 400, "outside the vocabulary"),
+                    ("/generate", #"{"input_ids": [1], "return_routed_experts": true}"#, 400, "--enable-return-routed-experts"),
+                    ("/generate", #"{"input_ids": [[1], [2]], "return_routed_experts": [true]}"#, 400, "return_routed_experts"),
                     ("/generate", #"{"input_ids": [-1]}"#, 400, "outside the vocabulary"),
                     ("/generate", #"{"input_ids": [99999999999]}"#, 400, "outside the vocabulary"),
                     ("/generate", #"{"input_ids": [1e400]}"#, 400, ""),

@@ -126,6 +126,75 @@ struct ExpertOperationTests {
         #expect(maxRelativeError(dLogits.toFloats(), numeric) < 2e-3)
     }
 
+    @Test(arguments: routers)
+    func routeWeightsOfRoutesOwnExpertsAreRoutesWeightsToTheBit(parameters: RoutingParameters) throws {
+        var random = SeededRandom(seed: 26)
+        let logits = random.tensor([9, 8], scale: 3)
+        let bias = parameters.scoring == .sigmoid ? random.tensor([8], scale: 0.3) : nil
+        let (weights, experts) = try backend.route(logits: logits, correctionBias: bias, parameters: parameters)
+        let replayed = try backend.routeWeights(logits: logits, experts: experts, parameters: parameters)
+        #expect(replayed.shape == weights.shape)
+        #expect(replayed.toFloats().map(\.bitPattern) == weights.toFloats().map(\.bitPattern))
+    }
+
+    /// Experts route would not choose (here the lowest-scoring ones, in reverse order) get the weights the
+    /// definition gives them: their unbiased scores, renormalised over the row and scaled (fp64 reference).
+    @Test(arguments: routers)
+    func routeWeightsOfOtherExpertsFollowTheDefinition(parameters: RoutingParameters) throws {
+        var random = SeededRandom(seed: 27)
+        let (tokens, expertCount, k) = (5, 8, parameters.topK)
+        let logits = random.tensor([tokens, expertCount], scale: 3)
+        let lv = logits.toFloats().map(Double.init)
+        var chosen: [Int32] = []
+        for t in 0..<tokens {
+            let row = Array(lv[(t * expertCount)..<((t + 1) * expertCount)])
+            chosen += (0..<expertCount).sorted { row[$0] < row[$1] }.prefix(k).reversed().map(Int32.init)
+        }
+        let weights = try backend.routeWeights(logits: logits, experts: Tensor(int32: chosen, shape: [tokens, k]), parameters: parameters).toFloats()
+        for t in 0..<tokens {
+            let row = Array(lv[(t * expertCount)..<((t + 1) * expertCount)])
+            let scores: [Double]
+            switch parameters.scoring {
+            case .sigmoid: scores = row.map { 1 / (1 + exp(-$0)) }
+            case .softmax:
+                let e = row.map { exp($0 - row.max()!) }
+                scores = e.map { $0 / e.reduce(0, +) }
+            }
+            var gates = (0..<k).map { scores[Int(chosen[t * k + $0])] }
+            if parameters.normalize {
+                let sum = gates.reduce(0, +) + Double(parameters.normalizationEpsilon)
+                gates = gates.map { $0 / sum }
+            }
+            for j in 0..<k {
+                let expected = gates[j] * Double(parameters.scale)
+                #expect(abs(Double(weights[t * k + j]) - expected) < 1e-6 * max(1, expected), "token \(t) choice \(j)")
+            }
+        }
+    }
+
+    @Test func routeWeightsRejectsExpertsOutOfRangeOrRepeated() {
+        let parameters = RoutingParameters(scoring: .softmax, topK: 2, normalize: true)
+        let logits = Tensor(zeros: [3, 4])
+        #expect(throws: KiteTensorError.indexOutOfRange(operation: "routeWeights", index: 4, limit: 4, position: 3)) {
+            try backend.routeWeights(logits: logits, experts: Tensor(int32: [0, 1, 2, 4, 3, 0], shape: [3, 2]), parameters: parameters)
+        }
+        #expect(throws: KiteTensorError.indexOutOfRange(operation: "routeWeights", index: -1, limit: 4, position: 0)) {
+            try backend.routeWeights(logits: logits, experts: Tensor(int32: [-1, 1, 2, 3, 3, 0], shape: [3, 2]), parameters: parameters)
+        }
+        do {
+            _ = try backend.routeWeights(logits: logits, experts: Tensor(int32: [0, 1, 2, 2, 3, 0], shape: [3, 2]), parameters: parameters)
+            Issue.record("a repeated expert was accepted")
+        } catch {
+            #expect("\(error)".contains("token 1 names expert 2 twice"))
+        }
+        #expect(throws: KiteTensorError.self) {
+            try backend.routeWeights(logits: logits, experts: Tensor(int32: [0, 1, 2, 3], shape: [2, 2]), parameters: parameters)
+        }
+        #expect(throws: KiteTensorError.self) {
+            try backend.routeWeights(logits: logits, experts: Tensor(int32: [0, 1, 2, 3, 1, 0], shape: [3, 2]).converted(to: .f32), parameters: parameters)
+        }
+    }
+
     @Test func routeRejectsImpossibleChoices() {
         #expect(throws: KiteTensorError.self) {
             try backend.route(logits: Tensor(zeros: [2, 8]), correctionBias: nil, parameters: RoutingParameters(scoring: .softmax, topK: 5, groups: 4, topGroups: 2, normalize: false))

@@ -7,7 +7,8 @@ import KiteTensor
 ///   return `computeDType`, like every activation-producing op.
 /// - Routing runs one block per token in fp32 (logits of any floating-point dtype): gate weights are f32,
 ///   experts i32, routing's backward returns `computeDType` and, like `embedding`, waits for the stream to
-///   report an expert index out of range with the CPU's error.
+///   report an expert index out of range with the CPU's error. `routeWeights` (routing replay) waits the same
+///   way to report a bad or repeated expert.
 /// - `dispatch` waits for the stream once: it reads the chosen experts back to the host and sorts them
 ///   there (a counting sort, the CPU's exact order), because `ExpertDispatch.tokensPerExpert` are host
 ///   integers that size the grouped products. It therefore cannot be recorded into a device graph.
@@ -147,6 +148,35 @@ extension CUDABackend {
             let shared = (2 * expertCount + 2 * parameters.groups + k) * 4
             try launch(.experts, "kite_route", LaunchShape(grid: tokens, block: Self.routingThreads, sharedBytes: shared), arguments)
             return (weights, experts)
+        }
+    }
+
+    public func routeWeights(logits: Tensor, experts: Tensor, parameters: RoutingParameters) throws -> Tensor {
+        try profiler.measure(.other) {
+            let (tokens, expertCount) = try routingShape(logits, nil, parameters, "routeWeights")
+            let k = parameters.topK
+            guard experts.shape == [tokens, k] else {
+                throw KiteTensorError.shapeMismatch(operation: "routeWeights", detail: "experts \(experts) for logits \(logits.shape), expected i32 [\(tokens), \(k)]")
+            }
+            let logits = try onDevice(logits, "routeWeights"), experts = try requireInt32(experts, "routeWeights", "experts")
+            let weights = try allocate([tokens, k], .f32)
+            guard tokens > 0 else { return weights }
+            let flag = try resetErrorFlag()
+            var arguments = KernelArguments()
+            arguments.add(address(logits)); arguments.add(try dtypeCode(logits.dtype, "routeWeights"))
+            arguments.add(address(experts)); arguments.add(int: expertCount); arguments.add(int: k)
+            arguments.add(Int32(parameters.scoring == .sigmoid ? 1 : 0))
+            arguments.add(Int32(parameters.normalize ? 1 : 0)); arguments.add(parameters.normalizationEpsilon); arguments.add(parameters.scale)
+            arguments.add(address(weights)); arguments.add(flag)
+            try launch(.experts, "kite_route_weights", LaunchShape(grid: tokens, block: Self.routingThreads, sharedBytes: expertCount * 4), arguments)
+            if isCapturing { return weights }
+            if try readErrorFlag() != nil {
+                // Rare: read the indices back and let the host check name the first offence, as the CPU does.
+                let host = try download(experts)
+                try parameters.validateExperts(UnsafeBufferPointer(host.int32s), experts: expertCount, operation: "routeWeights")
+                throw KiteTensorError.invalidArgument(operation: "routeWeights", detail: "the device flagged an expert index the host check accepts")
+            }
+            return weights
         }
     }
 

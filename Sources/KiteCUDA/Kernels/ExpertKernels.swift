@@ -172,6 +172,36 @@ extern "C" __global__ void kite_route(const void* logits, int ldt, const float* 
     }
 }
 
+/// The gate weights of given experts for token blockIdx.x: kite_route's arithmetic after its choice, so
+/// route's own experts give route's weights to the bit. An index outside 0 ..< E, or one its row already
+/// named, records its position in err (atomicMin) and the row's weights are 0. Dynamic shared memory: E floats.
+extern "C" __global__ void kite_route_weights(const void* logits, int ldt, const int* experts, int E, int k, int scoring,
+                                              int normalize, float eps, float scale, float* weights, int* err) {
+    extern __shared__ float smem[];
+    float* scores = smem;
+    __shared__ float scratch[32];
+    i64 t = blockIdx.x;
+    route_scores(logits, ldt, t * E, E, scoring, scores, scratch);
+    if (threadIdx.x != 0) return;
+    const int* row = experts + t * k;
+    bool bad = false;
+    for (int j = 0; j < k; ++j) {
+        bool wrong = row[j] < 0 || row[j] >= E;
+        for (int c = 0; c < j && !wrong; ++c) wrong = row[c] == row[j];
+        if (wrong) { atomicMin(err, (int)(t * k + j)); bad = true; }
+    }
+    float denominator = 0.0f;
+    if (normalize && !bad) {
+        for (int j = 0; j < k; ++j) denominator += scores[row[j]];
+        denominator += eps;
+    }
+    for (int j = 0; j < k; ++j) {
+        float gate = bad ? 0.0f : scores[row[j]];
+        if (normalize && !bad) gate = gate / denominator;
+        weights[t * k + j] = gate * scale;
+    }
+}
+
 /// d(loss)/d(logits) of token blockIdx.x from d(loss)/d(weights), through the renormalisation and the
 /// softmax or sigmoid; the choice is not differentiated. An expert index outside 0 ..< E records its
 /// position in err (atomicMin) and contributes nothing. Dynamic shared memory: E + k floats + k ints.

@@ -7,8 +7,10 @@ import KiteTensor
 ///   exact (0) in both modes: inputs are representable in the activation dtype.
 /// - Split's sums of broadcast rows and combine's sum over a token's `k` experts add in the CPU's order:
 ///   the elementwise tolerance (fp32: fused multiply-adds differ in the last bit; bf16: the output rounding).
-/// - Gate weights: 1e-5 in both modes, since routing computes in fp32 from the same logits; only the
-///   softmax denominator's summation order and `expf`'s last bit differ.
+/// - Gate weights (`route`, and `routeWeights` of given experts): 1e-5 in both modes, since routing computes in
+///   fp32 from the same logits; only the softmax denominator's summation order and `expf`'s last bit differ.
+///   `routeWeights` of a backend's own `route` experts equals that backend's `route` weights exactly (0): the
+///   same kernel arithmetic after the choice.
 /// - Routing's backward, combine's weight gradient (dot products over the hidden size) and the grouped
 ///   products: the reduction tolerance.
 extension OperationParity {
@@ -70,6 +72,22 @@ extension OperationParity {
             let (cudaWeights, cudaExperts) = try cuda.route(logits: try device(logits), correctionBias: try bias.map { try cuda.upload($0) }, parameters: parameters)
             results.append(try compare("route \(name) experts", cudaExperts, cpuExperts, tolerance: 0))
             results.append(try compare("route \(name) weights", cudaWeights, cpuWeights, tolerance: 1e-5))
+            // Routing replay: the weights of given experts. Route's own experts give route's weights to the bit on
+            // each backend; the CPU's choice and another valid choice (each row's experts rotated by one, so
+            // distinct, mostly unchosen) match the CPU like route's weights.
+            results.append(try compare("routeWeights \(name) of CUDA route's experts == CUDA route's weights",
+                                       try cuda.routeWeights(logits: try device(logits), experts: cudaExperts, parameters: parameters),
+                                       try cuda.download(cudaWeights), tolerance: 0))
+            let cpuReplayed = try cpu.routeWeights(logits: logits, experts: cpuExperts, parameters: parameters)
+            let cpuSame = zip(cpuReplayed.toFloats(), cpuWeights.toFloats()).allSatisfy { $0.bitPattern == $1.bitPattern }
+            results.append(ParityResult(name: "routeWeights \(name) of CPU route's experts == CPU route's weights (bits)", precision: precision,
+                                        maxAbsoluteError: 0, relativeError: 0, tolerance: 0, failure: cpuSame ? nil : "CPU replay differs from route"))
+            results.append(try compare("routeWeights \(name) of the CPU's experts", try cuda.routeWeights(
+                logits: try device(logits), experts: try cuda.upload(cpuExperts), parameters: parameters), cpuReplayed, tolerance: 1e-5))
+            let rotated = Tensor(int32: cpuExperts.toInt32s().map { ($0 + 1) % Int32(expertCount) }, shape: [tokens, k])
+            results.append(try compare("routeWeights \(name) of other experts (each +1)", try cuda.routeWeights(
+                logits: try device(logits), experts: try cuda.upload(rotated), parameters: parameters),
+                try cpu.routeWeights(logits: logits, experts: rotated, parameters: parameters), tolerance: 1e-5))
             // Backward from the CPU's choice, so both differentiate the same function.
             let dWeights = random([tokens, k], seed: seed + 2, activation: false)
             let cpuDLogits = try cpu.routeBackward(dWeights: dWeights, logits: logits, experts: cpuExperts, parameters: parameters)
@@ -112,6 +130,7 @@ extension OperationParity {
         }
         results += try groupedProductChecks()
         results.append(try routeRejectsBadExpert())
+        results += try routeWeightsRejectsBadExperts()
         return results
     }
 
@@ -138,6 +157,26 @@ extension OperationParity {
         results.append(ParityResult.compare("groupedMatmulWeightGradient into fp32 (empty groups kept)", precision: precision, cuda: gpu, cpu: reference,
                                             tolerance: reductionTolerance))
         return results
+    }
+
+    /// Replayed experts out of range or repeated in a row: routeWeights must throw the CPU's error.
+    func routeWeightsRejectsBadExperts() throws -> [ParityResult] {
+        let parameters = RoutingParameters(scoring: .softmax, topK: 2, normalize: true)
+        let logits = random([3, 8], seed: 872)
+        let cases: [(String, [Int32])] = [("expert 8 of 8", [0, 1, 2, 8, 3, 4]), ("expert 5 twice in a row", [0, 1, 5, 5, 3, 4])]
+        return try cases.map { label, indices in
+            let name = "routeWeights rejects \(label)"
+            let experts = Tensor(int32: indices, shape: [3, 2])
+            var expected: KiteTensorError?
+            do { _ = try cpu.routeWeights(logits: logits, experts: experts, parameters: parameters) } catch let error as KiteTensorError { expected = error }
+            do {
+                _ = try cuda.routeWeights(logits: try device(logits), experts: try cuda.upload(experts), parameters: parameters)
+                return ParityResult(name: name, precision: precision, maxAbsoluteError: 0, relativeError: 0, tolerance: 0, failure: "no error thrown")
+            } catch let error as KiteTensorError {
+                return ParityResult(name: name, precision: precision, maxAbsoluteError: 0, relativeError: 0, tolerance: 0,
+                                    failure: expected != nil && error == expected ? nil : "threw \(error), the CPU \(expected.map { "\($0)" } ?? "nothing")")
+            }
+        }
     }
 
     /// An expert index out of range reaches routeBackward: it must throw the CPU's error, naming the position.

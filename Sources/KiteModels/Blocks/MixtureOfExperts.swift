@@ -62,9 +62,23 @@ struct MixtureOfExpertsActivations {
 }
 
 extension Transformer {
-    func mixtureOfExperts(_ f: MixtureOfExperts, layer: Int, input x: Tensor, keep: Bool, record: Bool) throws -> (output: Tensor, activations: MixtureOfExpertsActivations?) {
+    /// `routing` records the experts the router chose, or replaces the choice with recorded experts (the gate
+    /// weights of those experts still come from this router's logits).
+    func mixtureOfExperts(
+        _ f: MixtureOfExperts, layer: Int, input x: Tensor, keep: Bool, record: Bool, routing: ExpertRouting? = nil
+    ) throws -> (output: Tensor, activations: MixtureOfExpertsActivations?) {
         let logits = try backend.matmul(x, f.router, transposeA: false, transposeB: true)
-        let (weights, experts) = try backend.route(logits: logits, correctionBias: f.correctionBias, parameters: f.routing)
+        let weights: Tensor, experts: Tensor
+        let sparseLayer = routing == nil ? nil : config.sparseLayerIndices.firstIndex(of: layer)
+        if let routing, let sparseLayer, let replayed = routing.experts(sparseLayer: sparseLayer) {
+            experts = try backend.upload(replayed)
+            weights = try backend.routeWeights(logits: logits, experts: experts, parameters: f.routing)
+        } else {
+            (weights, experts) = try backend.route(logits: logits, correctionBias: f.correctionBias, parameters: f.routing)
+            if let routing, let sparseLayer, routing.mode == .record {
+                try routing.record(sparseLayer: sparseLayer, experts: try backend.download(experts))
+            }
+        }
         let (rows, plan) = try backend.dispatch(x, experts: experts, expertCount: f.gateProjs.count)
         if record { recordExpertLoad(layer: layer, plan.tokensPerExpert) }
         let sizes = plan.tokensPerExpert

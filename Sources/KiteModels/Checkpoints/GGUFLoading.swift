@@ -51,6 +51,16 @@ extension ModelConfig {
     }
 }
 
+extension ModelConfig {
+    /// The configuration of a checkpoint: `config.json` of a Hugging Face directory, or a `.gguf` file's metadata.
+    public static func load(checkpoint path: String) throws -> ModelConfig {
+        guard path.hasSuffix(".gguf") else { return try load(path: path + "/config.json") }
+        let file: GGUFFile
+        do { file = try GGUFFile(path: path) } catch { throw ModelError.malformed(path: path, detail: "\(error)") }
+        return try ModelConfig(gguf: file, source: path)
+    }
+}
+
 extension Transformer {
     /// Loads a GGUF model, dequantised to fp32, with Hugging Face names and layouts (llama's Q/K rows
     /// un-permuted), so it computes what transformers computes from the same file.

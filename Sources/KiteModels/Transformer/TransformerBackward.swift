@@ -18,7 +18,8 @@ extension Transformer {
         for layer in layers.reversed() {
             let activations: LayerActivations
             if tape.recompute {
-                let (_, recomputed) = try layerForward(layer, tape.layerInputs[layer.index], rope: tape.rope, attention: .packed(tape.layout), keep: true, record: false)
+                let (_, recomputed) = try layerForward(
+                    layer, tape.layerInputs[layer.index], rope: tape.rope, attention: .packed(tape.layout), keep: true, record: false, routing: tape.routing)
                 guard let recomputed else { throw ModelError.invalidInput("recomputing layer \(layer.index) kept nothing") }
                 activations = recomputed
             } else {

@@ -22,6 +22,8 @@ public final class ForwardTape: @unchecked Sendable {
     var finalInput: Tensor?
     var finalNormed: Tensor?
     var finalInverseRMS: Tensor?
+    /// The experts the forward used, replayed when backward recomputes a layer (nil: route freely again).
+    var routing: ExpertRouting?
 
     init(tokens: Tensor, layout: AttentionLayout, rope: RotaryTables, targets: Tensor, temperature: Float, recompute: Bool) {
         self.tokens = tokens
@@ -59,9 +61,10 @@ extension Transformer {
     /// - Parameters:
     ///   - keepActivations: keep the tape for `backward` (false for reference / old log-probs).
     ///   - recompute: keep only each block's input and recompute the block during backward.
+    ///   - routing: record the experts each sparse layer chooses, or replay recorded ones (`ExpertRouting`).
     public func forward(
         tokens: [Int32], sequences: PackedSequences, targets: [Int32]? = nil, temperature: Float = 1,
-        keepActivations: Bool = true, recompute: Bool = false
+        keepActivations: Bool = true, recompute: Bool = false, routing: ExpertRouting? = nil
     ) throws -> TrainingForwardResult {
         guard tokens.count == sequences.totalLength else {
             throw ModelError.invalidInput("\(tokens.count) tokens for packed sequences of total length \(sequences.totalLength)")
@@ -79,14 +82,18 @@ extension Transformer {
         let rope = try rotaryTables(positions: sequences.positions())
         let layout = AttentionLayout(selfAttention: sequences)
         let tape = ForwardTape(tokens: tokenTensor, layout: layout, rope: rope, targets: targetTensor, temperature: temperature, recompute: recompute)
+        try beginRouting(routing, tokens: tokens.count)
 
         var x = try backend.embedding(ids: tokenTensor, table: embedding)
         for layer in layers {
             let keep = keepActivations && !recompute
             if keepActivations && recompute { tape.layerInputs.append(x) }
-            let (output, activations) = try layerForward(layer, x, rope: rope, attention: .packed(layout), keep: keep, record: true)
+            let (output, activations) = try layerForward(layer, x, rope: rope, attention: .packed(layout), keep: keep, record: true, routing: routing)
             if let activations { tape.layers.append(activations) }
             x = output
+        }
+        if let routing, keepActivations && recompute {
+            tape.routing = routing.mode == .replay ? routing : .replaying(try routing.recorded())
         }
         let (normed, inverseRMS) = try backend.rmsNorm(x, weight: finalNorm, epsilon: config.rmsNormEpsilon)
         let (logprobs, entropy) = try backend.logprobsAndEntropy(hidden: normed, weight: outputWeight, targets: targetTensor, temperature: temperature)
@@ -99,30 +106,43 @@ extension Transformer {
 
     /// Inference forward of new tokens whose keys and values join `cache`: returns the final normalised
     /// hidden states `[T, hidden]` (feed rows of it to `logits`).
-    public func forwardHidden(tokens: [Int32], positions: [Int32], cache: any KeyValueCache) throws -> Tensor {
+    /// `routing` records (or replays) each sparse layer's experts of these tokens.
+    public func forwardHidden(tokens: [Int32], positions: [Int32], cache: any KeyValueCache, routing: ExpertRouting?) throws -> Tensor {
         guard tokens.count == positions.count else {
             throw ModelError.invalidInput("\(tokens.count) tokens but \(positions.count) positions")
         }
         try validate(tokens: tokens)
-        return try hiddenStates(tokens: tokens, rope: try rotaryTables(positions: positions), attention: .cache(cache))
+        return try hiddenStates(tokens: tokens, rope: try rotaryTables(positions: positions), attention: .cache(cache), routing: routing)
+    }
+
+    public func forwardHidden(tokens: [Int32], positions: [Int32], cache: any KeyValueCache) throws -> Tensor {
+        try forwardHidden(tokens: tokens, positions: positions, cache: cache, routing: nil)
     }
 
     /// The final normalised hidden states `[T, hidden]` of packed sequences computed the training way, with
     /// no cache (latent attention expanded rather than absorbed).
-    public func forwardHidden(tokens: [Int32], sequences: PackedSequences) throws -> Tensor {
+    public func forwardHidden(tokens: [Int32], sequences: PackedSequences, routing: ExpertRouting? = nil) throws -> Tensor {
         guard tokens.count == sequences.totalLength else {
             throw ModelError.invalidInput("\(tokens.count) tokens for packed sequences of total length \(sequences.totalLength)")
         }
         try validate(tokens: tokens)
-        return try hiddenStates(tokens: tokens, rope: try rotaryTables(positions: sequences.positions()), attention: .packed(AttentionLayout(selfAttention: sequences)))
+        return try hiddenStates(
+            tokens: tokens, rope: try rotaryTables(positions: sequences.positions()), attention: .packed(AttentionLayout(selfAttention: sequences)),
+            routing: routing)
     }
 
-    func hiddenStates(tokens: [Int32], rope: RotaryTables, attention: AttentionSource) throws -> Tensor {
+    func hiddenStates(tokens: [Int32], rope: RotaryTables, attention: AttentionSource, routing: ExpertRouting? = nil) throws -> Tensor {
+        try beginRouting(routing, tokens: tokens.count)
         var x = try backend.embedding(ids: try backend.upload(Tensor(int32: tokens)), table: embedding)
         for layer in layers {
-            x = try layerForward(layer, x, rope: rope, attention: attention, keep: false, record: true).output
+            x = try layerForward(layer, x, rope: rope, attention: attention, keep: false, record: true, routing: routing).output
         }
         return try backend.rmsNorm(x, weight: finalNorm, epsilon: config.rmsNormEpsilon).output
+    }
+
+    /// Checks a routing record or replay against a forward of `tokens` tokens before any layer runs.
+    func beginRouting(_ routing: ExpertRouting?, tokens: Int) throws {
+        try routing?.begin(tokens: tokens, sparseLayers: config.sparseLayerIndices.count, topK: max(config.routedExpertsPerToken, 1))
     }
 
     /// `forwardHidden` with the tokens and positions already in i32 tensors on the backend's device (the
@@ -162,8 +182,11 @@ extension Transformer {
     }
 
     /// One decoder block. Returns its output and, when `keep`, what its backward needs; `record` adds the
-    /// block's expert load to the model's statistics.
-    func layerForward(_ layer: DecoderLayer, _ x: Tensor, rope: RotaryTables, attention source: AttentionSource, keep: Bool, record: Bool) throws -> (output: Tensor, activations: LayerActivations?) {
+    /// block's expert load to the model's statistics; `routing` records or replays a sparse block's experts.
+    func layerForward(
+        _ layer: DecoderLayer, _ x: Tensor, rope: RotaryTables, attention source: AttentionSource, keep: Bool, record: Bool,
+        routing: ExpertRouting? = nil
+    ) throws -> (output: Tensor, activations: LayerActivations?) {
         let (normed, inverseRMS) = try backend.rmsNorm(x, weight: layer.inputNorm, epsilon: config.rmsNormEpsilon)
         let middle: Tensor
         var attentionSaved: LayerActivations.Attention?
@@ -187,7 +210,7 @@ extension Transformer {
             output = result
             mlpSaved = saved.map { .dense($0) }
         case .experts(let mlp):
-            let (result, saved) = try mixtureOfExperts(mlp, layer: layer.index, input: normed2, keep: keep, record: record)
+            let (result, saved) = try mixtureOfExperts(mlp, layer: layer.index, input: normed2, keep: keep, record: record, routing: routing)
             output = result
             mlpSaved = saved.map { .experts($0) }
         }

@@ -93,6 +93,8 @@ public enum FlagTable {
         FlagSpec("--disable-rewards-normalization", .toggle, "GRPO", "use raw rewards as advantages"),
         FlagSpec("--calculate-per-token-loss", .toggle, "GRPO", "average the loss over tokens instead of samples"),
         FlagSpec("--use-rollout-logprobs", .toggle, "GRPO", "take the engine's log-probs as the old policy's"),
+        FlagSpec("--use-routing-replay", .toggle, "GRPO", "MoE (R2): replay the experts the old-log-prob forward chose in every training forward"),
+        FlagSpec("--use-rollout-routing-replay", .toggle, "GRPO", "MoE (R3): replay the experts the rollout engine routed each token to"),
         FlagSpec("--gamma", .number, "GRPO", "discount for REINFORCE++ (default: 1.0)"),
         FlagSpec("--lambd", .number, "GRPO", "GAE lambda", noEffect: "GAE needs a critic, and Kite's estimators have none"),
         // Optimizer.

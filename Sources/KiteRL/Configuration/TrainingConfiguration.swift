@@ -186,6 +186,11 @@ public struct TrainingConfiguration: Sendable {
         optimization.rewardKey = rollout.rewardKey
         optimization.temperature = Float(rollout.temperature)
         optimization.useRolloutLogprobs = flags.has("--use-rollout-logprobs")
+        optimization.useRolloutRoutingReplay = flags.has("--use-rollout-routing-replay")
+        // slime: R3 implies R2's replay in the training forwards; the routing then comes from the engine.
+        optimization.useRoutingReplay = flags.has("--use-routing-replay") || optimization.useRolloutRoutingReplay
+        rollout.returnRoutedExperts = optimization.useRolloutRoutingReplay
+        engine.enableReturnRoutedExperts = optimization.useRolloutRoutingReplay
         optimization.numStepsPerRollout = try positive(try flags.integer("--num-steps-per-rollout"), "--num-steps-per-rollout")
         optimization.globalBatchSize = try positive(try flags.integer("--global-batch-size"), "--global-batch-size")
         if optimization.numStepsPerRollout == nil && optimization.globalBatchSize == nil { optimization.numStepsPerRollout = 1 }

@@ -119,7 +119,7 @@ extension TrainingRun {
         metrics += report.step.expertLoad.metrics(prefix: "train")
         logger.record(kind: "train", rolloutID: rolloutID, step: report.step.step, metrics: metrics)
         let value = { (name: String) in metrics.first { $0.name == name }?.value ?? 0 }
-        logger.say("step \(report.step.step) (rollout \(rolloutID)): loss \(NumberFormatting.fixed(value("train/loss"), 4)), pg \(NumberFormatting.fixed(value("train/pg_loss"), 4)), clipfrac \(NumberFormatting.fixed(value("train/pg_clipfrac"), 3)), kl \(NumberFormatting.fixed(value("train/ppo_kl"), 5)), entropy \(NumberFormatting.fixed(report.entropyMean, 3)), grad \(NumberFormatting.fixed(report.step.gradientNorm, 3)), lr \(report.step.learningRate), \(NumberFormatting.fixed(value("train/tokens_per_second"), 0)) tok/s")
+        logger.say("step \(report.step.step) (rollout \(rolloutID)): loss \(NumberFormatting.fixed(value("train/loss"), 4)), pg \(NumberFormatting.fixed(value("train/pg_loss"), 4)), clipfrac \(NumberFormatting.fixed(value("train/pg_clipfrac"), 3)), kl \(NumberFormatting.fixed(value("train/ppo_kl"), 5)), entropy \(NumberFormatting.fixed(report.entropyMean, 3)), grad \(NumberFormatting.fixed(report.step.gradientNorm, 3)), lr \(report.step.learningRate), \(NumberFormatting.fixed(value("train/tokens_per_second"), 0)) tok/s\(report.loss.trainRolloutLogprobAbsDiff.map { ", train/rollout logprob diff \(NumberFormatting.fixed($0, 5))" } ?? "")")
     }
 
     /// Tokenizer files copied next to saved weights, so the saved directory is a complete model.

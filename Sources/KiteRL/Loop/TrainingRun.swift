@@ -52,6 +52,9 @@ public final class TrainingRun: @unchecked Sendable {
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
             throw RLError.invalidOption(name: "--hf-checkpoint", message: "the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.config.vocabularySize)")
         }
+        if configuration.optimization.useRoutingReplay && !model.config.hasExperts {
+            log("note: \(configuration.optimization.useRolloutRoutingReplay ? "--use-rollout-routing-replay" : "--use-routing-replay") has no effect: \(checkpoint) has no mixture-of-experts layer")
+        }
         let needsReference = configuration.optimization.loss.useKLLoss || configuration.optimization.advantage.klCoef != 0
         if needsReference {
             reference = try configuration.referenceLoad.map { try LanguageModels.load(path: $0, backend: backend, options: loading) } ?? model.clone()
@@ -120,7 +123,10 @@ public final class TrainingRun: @unchecked Sendable {
             }
             self.dataset = dataset
             self.reward = reward
-            manager = try RolloutManager(engine: rolloutEngine!, dataset: dataset, reward: reward, options: configuration.rollout)
+            var rolloutOptions = configuration.rollout
+            // R3 asks the engine for routed experts only where there are experts to route to.
+            rolloutOptions.returnRoutedExperts = rolloutOptions.returnRoutedExperts && model.config.hasExperts
+            manager = try RolloutManager(engine: rolloutEngine!, dataset: dataset, reward: reward, options: rolloutOptions)
         }
 
         let stepsPerRollout: Int

@@ -1,5 +1,6 @@
 import KiteEngine
 import KiteJSON
+import KiteModels
 import KiteTensor
 
 /// slime's rollout flags.
@@ -29,6 +30,9 @@ public struct RolloutOptions: Sendable, Equatable {
     public var rewardKey: String?
     /// `--rollout-seed`: every group's sampling seed derives from it, the rollout id and the group index.
     public var seed: UInt64 = 42
+    /// `--use-rollout-routing-replay`: ask the engine for the experts it routed each token to (SGLang's
+    /// `return_routed_experts`) and keep them in `Sample.rolloutRoutedExperts`.
+    public var returnRoutedExperts = false
 
     public init(rolloutBatchSize: Int) {
         self.rolloutBatchSize = rolloutBatchSize
@@ -242,12 +246,13 @@ public final class RolloutManager: @unchecked Sendable {
         sampling.stopTokenIDs = options.stopTokenIDs
         sampling.seed = seed
         let prompt = pending.record.promptTokens
-        var outputs: [(tokens: [Int32], logprobs: [Float], text: String, reason: FinishReason, versions: [String])]
+        var outputs: [(tokens: [Int32], logprobs: [Float], text: String, reason: FinishReason, versions: [String], routed: RoutedExperts?)]
         if pending.samples.isEmpty {
             // A fresh group: one request for all samples, so the engine prefills the prompt once.
             sampling.n = options.samplesPerPrompt
-            let results = try await engine.generate(GenerationRequest(id: requestID, promptTokens: prompt, sampling: sampling, returnLogprob: true))
-            outputs = results.map { ($0.outputTokens, $0.outputLogprobs, $0.text, $0.finishReason, [$0.weightVersion]) }
+            let results = try await engine.generate(GenerationRequest(
+                id: requestID, promptTokens: prompt, sampling: sampling, returnLogprob: true, returnRoutedExperts: options.returnRoutedExperts))
+            outputs = results.map { ($0.outputTokens, $0.outputLogprobs, $0.text, $0.finishReason, [$0.weightVersion], $0.routedExperts) }
         } else {
             // A group cut short last rollout: continue each sample from where it stopped.
             outputs = []
@@ -257,9 +262,12 @@ public final class RolloutManager: @unchecked Sendable {
                 continuation.n = 1
                 continuation.seed = seed &+ UInt64(index)
                 continuation.maxNewTokens = max(0, options.maxResponseLength - done.count)
-                let result = try await engine.generate(GenerationRequest(id: requestID + "-\(index)", promptTokens: prompt + done, sampling: continuation, returnLogprob: true))[0]
+                let result = try await engine.generate(GenerationRequest(
+                    id: requestID + "-\(index)", promptTokens: prompt + done, sampling: continuation, returnLogprob: true,
+                    returnRoutedExperts: options.returnRoutedExperts))[0]
+                // The continuation's prompt is the whole sample so far: its routed experts cover every token.
                 outputs.append((done + result.outputTokens, (partial.rolloutLogProbs ?? []).map(Float.init) + result.outputLogprobs,
-                                partial.response + result.text, result.finishReason, partial.weightVersions + [result.weightVersion]))
+                                partial.response + result.text, result.finishReason, partial.weightVersions + [result.weightVersion], result.routedExperts))
             }
         }
         let samples = outputs.map { output in
@@ -274,7 +282,7 @@ public final class RolloutManager: @unchecked Sendable {
                     default: return .completed
                     }
                 }(),
-                metadata: pending.record.metadata)
+                metadata: pending.record.metadata, rolloutRoutedExperts: output.routed)
         }
         if samples.contains(where: { $0.status == .aborted }) {
             var partial = pending

@@ -22,6 +22,12 @@ public struct PolicyOptimizationOptions: Sendable, Equatable {
     public var microBatching: MicroBatching = .fixed(microBatchSize: 1)
     /// `--use-rollout-logprobs`: take the engine's log-probs as the old policy's instead of recomputing.
     public var useRolloutLogprobs = false
+    /// `--use-routing-replay` (R2): the old-log-prob forward records every sparse layer's experts per token, and
+    /// every training forward of the rollout replays them.
+    public var useRoutingReplay = false
+    /// `--use-rollout-routing-replay` (R3): the old-log-prob and training forwards replay the experts the engine
+    /// routed each token to (`Sample.rolloutRoutedExperts`). Takes precedence over R2.
+    public var useRolloutRoutingReplay = false
 
     public init() {}
 }
@@ -62,8 +68,26 @@ public final class PolicyOptimization: @unchecked Sendable {
             rewardsNormalization: options.rewardsNormalization, grpoStdNormalization: options.grpoStdNormalization))
         let lossMasks = samples.map(\.effectiveLossMask)
         let responseLengths = samples.map(\.responseLength)
-        let sequences = samples.map { TrainingSequence(tokens: $0.tokens.map(Int32.init), responseLength: $0.responseLength) }
+        // The reference policy always routes freely (slime's "fallthrough" stage).
+        let freeSequences = samples.map { TrainingSequence(tokens: $0.tokens.map(Int32.init), responseLength: $0.responseLength) }
+        var sequences = freeSequences
+        let config = trainer.model.config
+        let sparse = !config.sparseLayerIndices.isEmpty
+        if options.useRolloutRoutingReplay && sparse {
+            for (index, sample) in samples.enumerated() { sequences[index].routedExperts = try Self.rolloutRouting(of: sample, config: config) }
+        }
+        let recordRouting = options.useRoutingReplay && !options.useRolloutRoutingReplay && sparse
 
+        var scores: ResponseScores?
+        if !options.useRolloutLogprobs || recordRouting {
+            scores = try trainer.score(sequences, temperature: options.temperature, recordRouting: recordRouting)
+        }
+        if recordRouting {
+            guard let routed = scores?.routedExperts, routed.count == sequences.count else {
+                throw RLError.invalidOption(name: "--use-routing-replay", message: "the old-log-prob forward recorded no routing")
+            }
+            for index in sequences.indices { sequences[index].routedExperts = routed[index] }
+        }
         let old: [[Double]]
         if options.useRolloutLogprobs {
             old = try samples.map { sample in
@@ -73,12 +97,12 @@ public final class PolicyOptimization: @unchecked Sendable {
                 return logprobs
             }
         } else {
-            old = try trainer.score(sequences, temperature: options.temperature).logprobs.map { $0.map(Double.init) }
+            old = (scores?.logprobs ?? []).map { $0.map(Double.init) }
         }
         var referenceLogprobs: [[Double]]?
         if let reference, options.loss.useKLLoss || options.advantage.klCoef != 0 {
             let scorer = try PolicyTrainer(model: reference, optimizer: AdamWConfig(), schedule: LearningRateSchedule(maxLR: 0, decaySteps: 1))
-            referenceLogprobs = try scorer.score(sequences, temperature: options.temperature).logprobs.map { $0.map(Double.init) }
+            referenceLogprobs = try scorer.score(freeSequences, temperature: options.temperature).logprobs.map { $0.map(Double.init) }
         }
         let (advantages, _) = try computeAdvantagesAndReturns(
             rewards: normalized, responseLengths: responseLengths, lossMasks: lossMasks, logProbs: old,
@@ -134,5 +158,22 @@ public final class PolicyOptimization: @unchecked Sendable {
             reports.append(PolicyStepMetrics(step: report, loss: metrics, entropyMean: entropyCount == 0 ? 0 : entropySum / Double(entropyCount), samples: stepSamples.count))
         }
         return reports
+    }
+
+    /// R3: a sample's engine routing (`[len(tokens) - 1, num_hidden_layers, topK]`) as the trainer replays it:
+    /// the sparse layers, and a placeholder row for the last token, which the engine never ran and whose row no
+    /// log-prob depends on (slime pads it too).
+    static func rolloutRouting(of sample: Sample, config: ModelConfig) throws -> RoutedExperts {
+        let field = "rollout_routed_experts"
+        guard let routed = sample.rolloutRoutedExperts else {
+            throw RLError.invalidSample(sample: sample.name, field: field, message: "--use-rollout-routing-replay needs the experts the engine routed each token to (return_routed_experts)")
+        }
+        guard routed.tokenCount == sample.tokens.count - 1 else {
+            throw RLError.invalidSample(sample: sample.name, field: field, message: "\(routed.tokenCount) rows for \(sample.tokens.count) tokens; expected len(tokens) - 1 = \(sample.tokens.count - 1)")
+        }
+        guard routed.layerCount == config.layerCount, routed.topK == config.routedExpertsPerToken else {
+            throw RLError.invalidSample(sample: sample.name, field: field, message: "\(routed.layerCount) layers of top-\(routed.topK) experts; the model has \(config.layerCount) layers of top-\(config.routedExpertsPerToken)")
+        }
+        return try routed.selectingLayers(config.sparseLayerIndices).appendingPlaceholderToken()
     }
 }

@@ -74,6 +74,32 @@ extension CPUBackend {
         return dLogits
     }
 
+    public func routeWeights(logits: Tensor, experts: Tensor, parameters: RoutingParameters) throws -> Tensor {
+        let (tokens, expertCount) = try routingShape(logits, nil, parameters, "routeWeights")
+        let k = parameters.topK
+        try requireHost(experts, "routeWeights")
+        guard experts.dtype == .i32, experts.shape == [tokens, k] else {
+            throw KiteTensorError.shapeMismatch(operation: "routeWeights", detail: "experts \(experts) for logits \(logits.shape), expected i32 [\(tokens), \(k)]")
+        }
+        try parameters.validateExperts(UnsafeBufferPointer(experts.int32s), experts: expertCount, operation: "routeWeights")
+        let weights = Tensor(uninitialized: [tokens, k])
+        let (pl, pw, pe) = (logits.floats.baseAddress!, weights.floats.baseAddress!, experts.int32s.baseAddress!)
+        Parallel.forRanges(count: tokens, threads: tokens * expertCount < 1 << 14 ? 1 : threads) { range in
+            var scores = [Float](repeating: 0, count: expertCount)
+            for t in range {
+                Self.routingScores(pl + t * expertCount, count: expertCount, scoring: parameters.scoring, into: &scores)
+                // The same arithmetic, in the same order, as `route` after its choice.
+                var gates = (0..<k).map { scores[Int(pe[t * k + $0])] }
+                if parameters.normalize {
+                    let denominator = gates.reduce(0, +) + parameters.normalizationEpsilon
+                    gates = gates.map { $0 / denominator }
+                }
+                for j in 0..<k { pw[t * k + j] = gates[j] * parameters.scale }
+            }
+        }
+        return weights
+    }
+
     func routingShape(_ logits: Tensor, _ bias: Tensor?, _ parameters: RoutingParameters, _ operation: String) throws -> (tokens: Int, experts: Int) {
         try requireFloat32(logits, operation)
         guard logits.rank == 2 else { throw KiteTensorError.shapeMismatch(operation: operation, detail: "logits \(logits.shape), expected [tokens, experts]") }
