@@ -221,6 +221,20 @@ public protocol Backend: AnyObject, Sendable {
     func blockQuantize(_ x: Tensor, blockSize: Int, to dtype: DType) throws -> (values: Tensor, scales: Tensor)
     /// `values * scale` of each element's tile, as `dtype`.
     func blockDequantize(values: Tensor, scales: Tensor, blockSize: Int, to dtype: DType) throws -> Tensor
+
+    // MARK: Fused inference steps (defaults in FusedInference.swift compose the operations above)
+
+    /// `target += x` in place, then the RMSNorm of the new `target` (as `rmsNorm`'s output): the residual
+    /// add that ends a block and the norm that starts the next one, in one pass where the backend can.
+    func addRMSNorm(_ x: Tensor, into target: Tensor, weight: Tensor, epsilon: Float) throws -> Tensor
+    /// `swiglu` of rows `[..., 2 * I]` holding the gate in their first `I` columns and up in the last `I`:
+    /// the output of one product over the gate and up weights stacked. Returns `[..., I]`.
+    func swiglu(packed: Tensor) throws -> Tensor
+    /// Attention inputs of a cached forward from one product's q/k/v rows (see `PackedAttentionProjections`):
+    /// queries and keys normalised per head (when the norms are given) and rotated, keys and values stored at
+    /// `slotIndices` (i32 `[T]` on this backend's device, unchecked on accelerators, like
+    /// `storeKeyValues(key:value:keyCache:valueCache:slotIndices:)`); returns the rotated queries `[T, Hq, D]`.
+    func rotateAndCache(_ projections: PackedAttentionProjections, keyCache: Tensor, valueCache: Tensor, slotIndices: Tensor) throws -> Tensor
 }
 
 extension Backend {

@@ -52,7 +52,9 @@ struct BenchDecode: AsyncParsableCommand {
         let bytesPerSecond = bandwidth.map { $0 * 1e12 } ?? measured
         print("device-to-device copy: \(format(measured / 1e12)) TB/s (read + write); roofline at \(format(bytesPerSecond / 1e12)) TB/s")
         let config = try qwen3SmallConfig(layers: layers, vocabulary: vocabulary, hidden: hidden, intermediate: intermediate, heads: heads, kvHeads: kvHeads, headDim: headDim)
-        let model = try randomModel(config, backend: backend).clone(matrixDType: .bf16)
+        // KITE_FUSED_INFERENCE=0: separate q/k/v and gate/up weights and the separate kernels (the version before fusion).
+        let model = try randomModel(config, backend: backend).clone(matrixDType: .bf16, stackProjections: backend.fusesInference)
+        print("fused inference kernels and stacked projections: \(backend.fusesInference ? "on" : "off (KITE_FUSED_INFERENCE=0)")")
         try backend.synchronize()
         let weightBytes = model.parameters.entries.reduce(0) { $0 + $1.1.byteCount }
         let cachePerToken = layers * kvHeads * headDim * 2 * 2
