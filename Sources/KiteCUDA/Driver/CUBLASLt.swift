@@ -199,26 +199,7 @@ final class CUBLASLt: @unchecked Sendable {
         return plan
     }
 
-    /// Bytes written between timed runs so that L2 (50 MB on the H100) no longer holds the operands: a
-    /// decode step reads each weight from HBM once, and timing candidates on L2-resident weights favoured
-    /// algorithms that are slower on them from HBM (the choice for a shape then changed from run to run).
-    static let evictionBytes = 96 << 20
-    /// Scratch memory for the eviction writes, allocated at the first tuning (nil if that failed: timing
-    /// then runs warm).
-    private let evictionBuffer = Mutex<CUDevicePointer?>(nil)
-
-    private func evictionScratch() -> CUDevicePointer? {
-        evictionBuffer.withLock { buffer in
-            if let buffer { return buffer }
-            var pointer: CUDevicePointer = 0
-            guard driver.cuMemAlloc(&pointer, Self.evictionBytes) == 0 else { return nil }
-            buffer = pointer
-            return pointer
-        }
-    }
-
-    /// Milliseconds of `candidate`: the median of three runs, each after L2 has been overwritten (after one
-    /// untimed run), or nil if it fails.
+    /// Milliseconds of three runs of `candidate` (after one untimed run), or nil if it fails.
     private func time(_ plan: Plan, _ candidate: (algorithm: [UInt64], workspace: Int), a: CUDevicePointer, b: CUDevicePointer, c: CUDevicePointer, stream: CUHandle?) throws(CUDAError) -> Double? {
         var start: CUHandle?, end: CUHandle?
         try driver.check(driver.cuEventCreate(&start, 0), "cuEventCreate")
@@ -238,19 +219,13 @@ final class CUBLASLt: @unchecked Sendable {
             }
         }
         guard run() == 0 else { return nil }
-        let scratch = evictionScratch()
-        var times: [Double] = []
-        for _ in 0..<3 {
-            if let scratch { try driver.check(driver.cuMemsetD8Async(scratch, 0, Self.evictionBytes, stream), "cuMemsetD8Async(L2 eviction)") }
-            try driver.check(driver.cuEventRecord(start, stream), "cuEventRecord")
-            guard run() == 0 else { return nil }
-            try driver.check(driver.cuEventRecord(end, stream), "cuEventRecord")
-            try driver.check(driver.cuEventSynchronize(end), "cuEventSynchronize")
-            var milliseconds: Float = 0
-            try driver.check(driver.cuEventElapsedTime(&milliseconds, start, end), "cuEventElapsedTime")
-            times.append(Double(milliseconds))
-        }
-        return times.sorted()[1]
+        try driver.check(driver.cuEventRecord(start, stream), "cuEventRecord")
+        for _ in 0..<3 where run() != 0 { return nil }
+        try driver.check(driver.cuEventRecord(end, stream), "cuEventRecord")
+        try driver.check(driver.cuEventSynchronize(end), "cuEventSynchronize")
+        var milliseconds: Float = 0
+        try driver.check(driver.cuEventElapsedTime(&milliseconds, start, end), "cuEventElapsedTime")
+        return Double(milliseconds)
     }
 
     private func layout(_ type: DataType, _ rows: Int, _ cols: Int, _ ld: Int, _ batch: Int, _ stride: Int) throws(CUDAError) -> OpaquePointer {
