@@ -55,33 +55,6 @@ extern "C" __global__ void kite_add_rmsnorm(const void* x, int xdt, void* target
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
     i64 base = row * D;
-    if (vec && D <= 1024) {
-        // Rows up to 1024 wide stay in registers (at most eight 4-element pieces a lane): one read, the sums
-        // rounded as stored, the sum of squares and the norm from them, in kite_rmsnorm's order.
-        float4 sums[8];
-        float ss = 0.0f;
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-            const int q = lane + 32 * k;
-            if (q < D / 4) {
-                const float4 t = load4_any(target, tdt, base / 4 + q), a = load4_any(x, xdt, base / 4 + q);
-                const float4 v = make_float4(t.x + a.x, t.y + a.y, t.z + a.z, t.w + a.w);
-                store4_any(target, tdt, base / 4 + q, v);
-                sums[k] = make_float4(round_as(tdt, v.x), round_as(tdt, v.y), round_as(tdt, v.z), round_as(tdt, v.w));
-                ss = add_squares4(ss, sums[k]);
-            }
-        }
-        const float r = rms_inverse(warp_sum(ss), D, eps);
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-            const int q = lane + 32 * k;
-            if (q < D / 4) {
-                const float4 g = ((const float4*)w)[q], v = sums[k];
-                store4_any(y, ydt, base / 4 + q, make_float4(rms_scale(g.x, v.x, r), rms_scale(g.y, v.y, r), rms_scale(g.z, v.z, r), rms_scale(g.w, v.w, r)));
-            }
-        }
-        return;
-    }
     if (vec) {
         for (int q = lane; q < D / 4; q += 32) {
             float4 t = load4_any(target, tdt, base / 4 + q), a = load4_any(x, xdt, base / 4 + q);
@@ -121,28 +94,7 @@ extern "C" __global__ void __launch_bounds__(256) kite_rotate_and_cache(
     }
     const float* w = h < Hq ? qw : kw;
     float* row = rows[warp];
-    if (w && vec) {
-        // At most two 4-element pieces a lane (D <= 256): read once, kite_rmsnorm's order of sums.
-        float4 v[2];
-        float ss = 0.0f;
-#pragma unroll
-        for (int k = 0; k < 2; ++k) {
-            const int q = lane + 32 * k;
-            if (q < D / 4) { v[k] = load4_any(qkv, adt, base / 4 + q); ss = add_squares4(ss, v[k]); }
-        }
-        const float r = rms_inverse(warp_sum(ss), D, eps);
-#pragma unroll
-        for (int k = 0; k < 2; ++k) {
-            const int q = lane + 32 * k;
-            if (q < D / 4) {
-                const float4 g = ((const float4*)w)[q];
-                row[4 * q] = round_as(adt, rms_scale(g.x, v[k].x, r));
-                row[4 * q + 1] = round_as(adt, rms_scale(g.y, v[k].y, r));
-                row[4 * q + 2] = round_as(adt, rms_scale(g.z, v[k].z, r));
-                row[4 * q + 3] = round_as(adt, rms_scale(g.w, v[k].w, r));
-            }
-        }
-    } else if (w) {
+    if (w) {
         const float r = row_inverse_rms(qkv, adt, base, D, eps, vec);
         for (int i = lane; i < D; i += 32) row[i] = round_as(adt, rms_scale(w[i], load_any(qkv, adt, base + i), r));
     } else {
