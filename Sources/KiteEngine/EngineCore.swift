@@ -20,6 +20,11 @@ final class EngineCore {
     private var arrivals: UInt64 = 0
     private var counters = (steps: 0, generated: 0, prefilled: 0, cachedPrompt: 0, preemptions: 0)
     private var decodeCounters = (steps: 0, tokens: 0, seconds: 0.0, replays: 0, captures: 0)
+    private var captureFailures: [String] = []
+    /// When the last decode step finished (its sampled tokens read back), and the host time between that and
+    /// the next decode step's launch, summed: time the device waits on the host (scheduling, metadata).
+    private var lastDecodeEnd: Double?
+    private var decodeHostSeconds = 0.0
     private var expertLoad = ExpertLoad()
     /// The key/value cache's element type.
     let cacheDType: DType
@@ -286,9 +291,13 @@ final class EngineCore {
         expertLoad.merge(model.takeExpertLoad())
         defer {
             if decodeOnly {
+                let end = MonotonicClock.seconds()
                 decodeCounters.steps += 1
                 decodeCounters.tokens += chunks.count
-                decodeCounters.seconds += MonotonicClock.seconds() - stepStart
+                decodeCounters.seconds += end - stepStart
+                lastDecodeEnd = end
+            } else {
+                lastDecodeEnd = nil
             }
         }
 
@@ -577,7 +586,9 @@ final class EngineCore {
             cacheBytesPerToken: model.cacheLayout.bytesPerToken(cacheDType),
             weightBytes: (model.parameters.entries + model.buffers.entries).reduce(0) { $0 + $1.tensor.byteCount }, expertLoad: expertLoad,
             decodeSteps: decodeCounters.steps, decodeTokens: decodeCounters.tokens, decodeSeconds: decodeCounters.seconds,
-            graphReplays: decodeCounters.replays, graphCaptures: decodeCounters.captures, cacheDType: cacheDType, cacheTokens: slotCount)
+            decodeHostSeconds: decodeHostSeconds, graphReplays: decodeCounters.replays, graphCaptures: decodeCounters.captures,
+            graphCaptureFailures: captureFailures,
+            cacheDType: cacheDType, cacheTokens: slotCount)
     }
 
     // MARK: Device decode steps
@@ -619,6 +630,7 @@ final class EngineCore {
             for i in 0..<width { values[tableStart + i] = i < sequence.blockTable.count ? sequence.blockTable[i] : paddingBlock }
         }
         try model.backend.copy(Tensor(int32: values), into: plan.inputs)
+        if let lastDecodeEnd { decodeHostSeconds += MonotonicClock.seconds() - lastDecodeEnd }
         if let graph = plan.graph, let output = plan.output {
             try graph.launch()
             decodeCounters.replays += 1
@@ -636,8 +648,9 @@ final class EngineCore {
                     plan.captureFailed = true
                 }
             } catch {
-                // Graphs are an optimisation: a capture that fails leaves this plan eager.
+                // Graphs are an optimisation: a capture that fails leaves this plan eager (and says why).
                 plan.captureFailed = true
+                captureFailures.append("batch \(plan.key.batch), table width \(plan.key.width): \(error)")
             }
         }
         return output

@@ -71,9 +71,14 @@ public struct EngineStatistics: Sendable, Equatable {
     public var decodeSteps: Int
     public var decodeTokens: Int
     public var decodeSeconds: Double
+    /// Host time between consecutive decode steps during which the device waits: from one step's sampled
+    /// tokens being read back to the next step's launch (scheduling, metadata staging).
+    public var decodeHostSeconds: Double = 0
     /// Decode steps that replayed a captured graph, and graphs captured.
     public var graphReplays: Int
     public var graphCaptures: Int
+    /// Why decode-step captures failed (those steps run eagerly), one line per failed (batch, width) plan.
+    public var graphCaptureFailures: [String] = []
     /// The key/value cache's dtype and size in tokens.
     public var cacheDType: DType
     public var cacheTokens: Int

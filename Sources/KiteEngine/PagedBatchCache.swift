@@ -31,6 +31,27 @@ final class PagedBatchCache: KeyValueCache {
                   metadata: .host(slots: slots, blockTables: blockTables, contextLengths: contextLengths, queries: queries))
     }
 
+    /// Packed q/k/v rows: norms, RoPE and the store of keys and values in one backend operation
+    /// (`rotateAndCache`), then attention as `attend`. Host slot lists are checked and uploaded first.
+    func attend(layer: Int, projections: PackedAttentionProjections, scale: Float, backend: any Backend) throws -> Tensor {
+        let (keyCache, valueCache) = (keyCaches[layer], valueCaches[layer])
+        switch metadata {
+        case .host(let slots, let blockTables, let contextLengths, let queries):
+            for (position, slot) in slots.enumerated() where slot < 0 || Int(slot) >= keyCache.shape[0] {
+                throw KiteTensorError.indexOutOfRange(operation: "storeKeyValues", index: Int(slot), limit: keyCache.shape[0], position: position)
+            }
+            let query = try backend.rotateAndCache(projections, keyCache: keyCache, valueCache: valueCache, slotIndices: try backend.upload(Tensor(int32: slots)))
+            return try backend.pagedAttention(
+                query: query, keyCache: keyCache, valueCache: valueCache, blockTables: blockTables,
+                blockSize: blockSize, contextLengths: contextLengths, queries: queries, scale: scale)
+        case .device(let slots, let blockTable, let contextLengths, let maxContextLength):
+            let query = try backend.rotateAndCache(projections, keyCache: keyCache, valueCache: valueCache, slotIndices: slots)
+            return try backend.pagedDecodeAttention(
+                query: query, keyCache: keyCache, valueCache: valueCache, blockTable: blockTable,
+                contextLengths: contextLengths, blockSize: blockSize, maxContextLength: maxContextLength, scale: scale)
+        }
+    }
+
     func attend(layer: Int, query: Tensor, key: Tensor, value: Tensor, scale: Float, backend: any Backend) throws -> Tensor {
         switch metadata {
         case .host(let slots, let blockTables, let contextLengths, let queries):

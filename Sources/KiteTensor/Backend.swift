@@ -236,6 +236,20 @@ public protocol Backend: AnyObject, Sendable {
     /// `groupedMatmul(x, weights, groupSizes, transposeWeights: true)` for block-quantised expert weights
     /// (`values[g]` fp8 `[N, K]` with `scales[g]`); weights of empty groups are not read.
     func groupedBlockScaledMatmul(_ x: Tensor, values: [Tensor], scales: [Tensor], groupSizes: [Int], blockSize: Int) throws -> Tensor
+
+    // MARK: Fused inference steps (defaults in FusedInference.swift compose the operations above)
+
+    /// `target += x` in place, then the RMSNorm of the new `target` (as `rmsNorm`'s output): the residual
+    /// add that ends a block and the norm that starts the next one, in one pass where the backend can.
+    func addRMSNorm(_ x: Tensor, into target: Tensor, weight: Tensor, epsilon: Float) throws -> Tensor
+    /// `swiglu` of rows `[..., 2 * I]` holding the gate in their first `I` columns and up in the last `I`:
+    /// the output of one product over the gate and up weights stacked. Returns `[..., I]`.
+    func swiglu(packed: Tensor) throws -> Tensor
+    /// Attention inputs of a cached forward from one product's q/k/v rows (see `PackedAttentionProjections`):
+    /// queries and keys normalised per head (when the norms are given) and rotated, keys and values stored at
+    /// `slotIndices` (i32 `[T]` on this backend's device, unchecked on accelerators, like
+    /// `storeKeyValues(key:value:keyCache:valueCache:slotIndices:)`); returns the rotated queries `[T, Hq, D]`.
+    func rotateAndCache(_ projections: PackedAttentionProjections, keyCache: Tensor, valueCache: Tensor, slotIndices: Tensor) throws -> Tensor
 }
 
 extension Backend {

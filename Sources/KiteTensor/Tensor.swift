@@ -88,6 +88,22 @@ public struct Tensor: @unchecked Sendable {
         return Tensor(shape: newShape, dtype: dtype, storage: storage, byteOffset: byteOffset + range.lowerBound * rowBytes)
     }
 
+    /// One view over `parts` stacked along the first dimension, when they already lie back to back in one
+    /// storage (in order, same dtype and trailing shape): how an inference copy of a model reads the q, k and
+    /// v weights it keeps in one allocation as a single matrix. Nil when they do not.
+    public static func contiguousStack(_ parts: [Tensor]) -> Tensor? {
+        guard let first = parts.first, first.rank >= 1 else { return nil }
+        let trailing = Array(first.shape.dropFirst())
+        var end = first.byteOffset
+        for part in parts {
+            guard part.storage === first.storage, part.dtype == first.dtype, part.rank == first.rank,
+                Array(part.shape.dropFirst()) == trailing, part.byteOffset == end
+            else { return nil }
+            end += part.byteCount
+        }
+        return Tensor(shape: [parts.reduce(0) { $0 + $1.shape[0] }] + trailing, dtype: first.dtype, storage: first.storage, byteOffset: first.byteOffset)
+    }
+
     /// The elements as fp32 (host tensors of any floating-point or integer dtype).
     public func toFloats() -> [Float] {
         precondition(device == .cpu, "toFloats of a tensor on \(device): copy it to the host first")

@@ -52,7 +52,9 @@ struct BenchDecode: AsyncParsableCommand {
         let bytesPerSecond = bandwidth.map { $0 * 1e12 } ?? measured
         print("device-to-device copy: \(format(measured / 1e12)) TB/s (read + write); roofline at \(format(bytesPerSecond / 1e12)) TB/s")
         let config = try qwen3SmallConfig(layers: layers, vocabulary: vocabulary, hidden: hidden, intermediate: intermediate, heads: heads, kvHeads: kvHeads, headDim: headDim)
-        let model = try randomModel(config, backend: backend).clone(matrixDType: .bf16)
+        // KITE_FUSED_INFERENCE=0: separate q/k/v and gate/up weights and the separate kernels (the version before fusion).
+        let model = try randomModel(config, backend: backend).clone(matrixDType: .bf16, stackProjections: backend.fusesInference)
+        print("fused inference kernels and stacked projections: \(backend.fusesInference ? "on" : "off (KITE_FUSED_INFERENCE=0)")")
         try backend.synchronize()
         let weightBytes = model.parameters.entries.reduce(0) { $0 + $1.1.byteCount }
         let cachePerToken = layers * kvHeads * headDim * 2 * 2
@@ -82,7 +84,7 @@ struct BenchDecode: AsyncParsableCommand {
             defer { engine.shutdown() }
             let capacity = await engine.statistics()
             print("graphs \(useGraphs ? "on" : "off"): cache of \(capacity.cacheTokens) tokens (\(capacity.cacheDType))")
-            print("batch   tokens/s   decode tokens/s   roofline tokens/s   vs roofline (all, decode)   graph replays")
+            print("batch   tokens/s   decode tokens/s   roofline tokens/s   vs roofline (all, decode)   graph replays   host ms/step")
             for batch in batchSizes {
                 _ = try await generate(engine, batch: batch, newTokens: 3, seed: 7)
                 let before = await engine.statistics()
@@ -93,15 +95,17 @@ struct BenchDecode: AsyncParsableCommand {
                 let throughput = Double(batch * newTokens) / seconds
                 let decodeTokens = after.decodeTokens - before.decodeTokens
                 let decodeRate = Double(decodeTokens) / max(after.decodeSeconds - before.decodeSeconds, 1e-9)
+                let hostMilliseconds = 1000 * (after.decodeHostSeconds - before.decodeHostSeconds) / Double(max(after.decodeSteps - before.decodeSteps, 1))
                 let averageContext = Double(prompt) + Double(newTokens + 1) / 2
                 let bytesPerStep = Double(weightBytes) + Double(batch) * averageContext * Double(cachePerToken)
                 let roofline = Double(batch) * bytesPerSecond / bytesPerStep
-                print("\(String(batch).padding(7)) \(format(throughput).padding(10)) \(format(decodeRate).padding(17)) \(format(roofline).padding(19)) \(format(100 * throughput / roofline))%, \(format(100 * decodeRate / roofline))%".padding(86) + " \(after.graphReplays - before.graphReplays)")
+                print("\(String(batch).padding(7)) \(format(throughput).padding(10)) \(format(decodeRate).padding(17)) \(format(roofline).padding(19)) \(format(100 * throughput / roofline))%, \(format(100 * decodeRate / roofline))%".padding(86) + " \(String(after.graphReplays - before.graphReplays).padding(15)) \(format(hostMilliseconds))")
                 rows.append(["batch": .int(batch), "graphs": .bool(useGraphs), "deterministic": .bool(deterministic), "tokens_per_s": .double(throughput),
                              "decode_tokens_per_s": .double(decodeRate), "roofline_tokens_per_s": .double(roofline), "seconds": .double(seconds),
                              "decode_steps": .int(after.decodeSteps - before.decodeSteps), "graph_replays": .int(after.graphReplays - before.graphReplays),
-                             "graph_captures": .int(after.graphCaptures)])
+                             "graph_captures": .int(after.graphCaptures), "host_ms_per_decode_step": .double(hostMilliseconds)])
             }
+            for failure in await engine.statistics().graphCaptureFailures { print("graph capture failed (steps ran eagerly): \(failure)") }
             if profile && !useGraphs {
                 for batch in batchSizes {
                     backend.profiler.start()

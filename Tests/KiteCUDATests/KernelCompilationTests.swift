@@ -26,7 +26,8 @@ struct KernelCompilationTests {
         let logs = results.map(\.log).joined(separator: "\n")
         for name in ["kite_cast", "kite_rmsnorm", "kite_rmsnorm_bwd_fused_d128", "kite_rope", "kite_swiglu_bwd", "kite_embedding_bwd",
                      "kite_softmax_stats", "kite_softmax_grad", "kite_adamw", "kite_block_quantize", "kite_attn_fwd_simt",
-                     "kite_flash_fwd_d128", "kite_flash_bwd_dkv_d128_k64", "kite_flash_bwd_dq_d128", "kite_colsum_reduce"] {
+                     "kite_flash_fwd_d128", "kite_flash_bwd_dkv_d128_k64", "kite_flash_bwd_dq_d128", "kite_colsum_reduce",
+                     "kite_add_rmsnorm", "kite_rotate_and_cache", "kite_swiglu_packed"] {
             #expect(logs.contains("'\(name)'"), "no kernel \(name)")
         }
     }

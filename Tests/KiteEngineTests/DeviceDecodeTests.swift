@@ -42,6 +42,25 @@ struct DeviceDecodeTests {
         }
     }
 
+    /// An inference copy of the model (stacked q/k/v and gate/up weights; norms, RoPE and the cache store
+    /// through `Backend.rotateAndCache` on both paths) serves exactly what the model itself serves.
+    @Test(arguments: ["qwen3", "qwen2", "llama"])
+    func stackedInferenceCopyServesTheSameTokensAndLogprobs(model name: String) async throws {
+        let model = try EngineFixtures.model(name)
+        let copy = try model.clone(matrixDType: nil)
+        let vocabulary = model.config.vocabularySize
+        let prompts = [5, 12, 1].enumerated().map { EngineFixtures.prompt(length: $0.element, seed: UInt64($0.offset + 10), vocabulary: vocabulary) }
+        var sampling = EngineFixtures.greedy(maxNewTokens: 8, n: 2)
+        sampling.temperature = 0.8
+        sampling.seed = 5
+        let expected = try await run(model, deviceDecode: false, sampling: sampling, prompts: prompts)
+        for deviceDecode in [false, true] {
+            let actual = try await run(copy, deviceDecode: deviceDecode, sampling: sampling, prompts: prompts)
+            #expect(actual.map { $0.map(\.outputTokens) } == expected.map { $0.map(\.outputTokens) }, "device decode \(deviceDecode)")
+            #expect(actual.map { $0.map(\.outputLogprobs) } == expected.map { $0.map(\.outputLogprobs) }, "device decode \(deviceDecode)")
+        }
+    }
+
     /// The definition of `TokenSampling` on a small row: greedy takes the first maximum with its T = 1
     /// log-prob; top-k 1 takes a maximum; the uniform picks from the truncated set only.
     @Test func tokenSamplingDefinition() {

@@ -9,6 +9,7 @@ extension CUDABackend {
     public func captureGraph(_ body: () throws -> Void) throws -> (any DeviceGraph)? {
         try context.makeCurrent()
         let arena = CaptureArena(context: context)
+        try arena.reserveFirstChunk(from: memory)
         let driver = context.driver
         memory.beginArena(arena)
         capturing.withLock { $0 = true }

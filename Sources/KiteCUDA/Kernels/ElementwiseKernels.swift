@@ -65,17 +65,37 @@ extern "C" __global__ void kite_fill(void* x, int dt, float value, i64 n, int ve
     GRID_STRIDE(t, n - n4 * 4) store_any(x, dt, n4 * 4 + t, value);
 }
 
-KD float silu_of(float g) { return g / (1.0f + expf(-g)); }
+/// silu(g) * u with every rounding explicit, so kite_swiglu and kite_swiglu_packed agree to the bit.
+KD float swiglu_of(float g, float u) { return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u); }
 
 extern "C" __global__ void kite_swiglu(const void* gate, const void* up, int idt, void* out, int odt, i64 n, int vec) {
     i64 n4 = vec ? n / 4 : 0;
     GRID_STRIDE(q, n4) {
         float4 g = load4_any(gate, idt, q), u = load4_any(up, idt, q);
-        store4_any(out, odt, q, make_float4(silu_of(g.x) * u.x, silu_of(g.y) * u.y, silu_of(g.z) * u.z, silu_of(g.w) * u.w));
+        store4_any(out, odt, q, make_float4(swiglu_of(g.x, u.x), swiglu_of(g.y, u.y), swiglu_of(g.z, u.z), swiglu_of(g.w, u.w)));
     }
     GRID_STRIDE(t, n - n4 * 4) {
         i64 i = n4 * 4 + t;
-        store_any(out, odt, i, silu_of(load_any(gate, idt, i)) * load_any(up, idt, i));
+        store_any(out, odt, i, swiglu_of(load_any(gate, idt, i), load_any(up, idt, i)));
+    }
+}
+
+/// silu(gate) * up of rows gu [rows, 2 I] that hold the gate in their first I columns and up in the last I
+/// (one product over stacked gate and up weights) into out [rows, I]; kite_swiglu's arithmetic. With `vec`
+/// (I a multiple of 4, aligned rows) four elements per access.
+extern "C" __global__ void kite_swiglu_packed(const void* gu, int idt, void* out, int odt, i64 rows, int I, int vec) {
+    if (vec) {
+        const int quads = I / 4;
+        GRID_STRIDE(idx, rows * quads) {
+            const i64 r = idx / quads, q = idx - r * quads;
+            const float4 g = load4_any(gu, idt, r * 2 * quads + q), u = load4_any(gu, idt, r * 2 * quads + quads + q);
+            store4_any(out, odt, idx, make_float4(swiglu_of(g.x, u.x), swiglu_of(g.y, u.y), swiglu_of(g.z, u.z), swiglu_of(g.w, u.w)));
+        }
+        return;
+    }
+    GRID_STRIDE(idx, rows * I) {
+        const i64 r = idx / I, j = idx - r * I;
+        store_any(out, odt, idx, swiglu_of(load_any(gu, idt, r * 2 * I + j), load_any(gu, idt, r * 2 * I + I + j)));
     }
 }
 
@@ -123,8 +143,10 @@ extern "C" __global__ void kite_rope(const void* x, int xdt, const float* cosp, 
             s.x *= sign; s.y *= sign; s.z *= sign; s.w *= sign;
             const i64 q1 = (th * D + i) / 4, q2 = (th * D + half + i) / 4;
             const float4 a = load4_any(x, xdt, q1), b = load4_any(x, xdt, q2);
-            store4_any(out, odt, q1, make_float4(a.x * c.x - b.x * s.x, a.y * c.y - b.y * s.y, a.z * c.z - b.z * s.z, a.w * c.w - b.w * s.w));
-            store4_any(out, odt, q2, make_float4(b.x * c.x + a.x * s.x, b.y * c.y + a.y * s.y, b.z * c.z + a.z * s.z, b.w * c.w + a.w * s.w));
+            const float2 r0 = rope_rotate(a.x, b.x, c.x, s.x), r1 = rope_rotate(a.y, b.y, c.y, s.y);
+            const float2 r2 = rope_rotate(a.z, b.z, c.z, s.z), r3 = rope_rotate(a.w, b.w, c.w, s.w);
+            store4_any(out, odt, q1, make_float4(r0.x, r1.x, r2.x, r3.x));
+            store4_any(out, odt, q2, make_float4(r0.y, r1.y, r2.y, r3.y));
         }
         return;
     }
@@ -134,9 +156,9 @@ extern "C" __global__ void kite_rope(const void* x, int xdt, const float* cosp, 
         i64 t = th / H;
         float c = cosp[t * half + i], s = sign * sinp[t * half + i];
         i64 base = th * D;
-        float x1 = load_any(x, xdt, base + i), x2 = load_any(x, xdt, base + half + i);
-        store_any(out, odt, base + i, x1 * c - x2 * s);
-        store_any(out, odt, base + half + i, x2 * c + x1 * s);
+        const float2 r = rope_rotate(load_any(x, xdt, base + i), load_any(x, xdt, base + half + i), c, s);
+        store_any(out, odt, base + i, r.x);
+        store_any(out, odt, base + half + i, r.y);
     }
 }
 

@@ -2,7 +2,37 @@
 /// long rows (the hidden size) both keep every lane busy. The weight gradient is a column sum
 /// (`kite_colsum_partial` with `rowScale = 1/rms`), deterministic and free of atomics.
 enum NormKernels {
+    /// The widest head `kite_rotate_and_cache` takes (its per-warp row buffer; `ROTATE_MAX_D` in the source).
+    static let rotateMaxHeadDim = 256
+
     static let source = #"""
+/// 1 / rms of the row of D elements at element `base`, by the warp (lane l sums elements l, l + 32, ...; with
+/// `vec`, the 4-element pieces l, l + 32, ...), every lane getting the result.
+KD float row_inverse_rms(const void* x, int xdt, i64 base, int D, float eps, int vec) {
+    const int lane = threadIdx.x & 31;
+    float ss = 0.0f;
+    if (vec) {
+        for (int q = lane; q < D / 4; q += 32) ss = add_squares4(ss, load4_any(x, xdt, base / 4 + q));
+    } else {
+        for (int i = lane; i < D; i += 32) { float v = load_any(x, xdt, base + i); ss = __fmaf_rn(v, v, ss); }
+    }
+    return rms_inverse(warp_sum(ss), D, eps);
+}
+
+/// y = w * (x * r) over the row at element `base`, by the warp.
+KD void normalize_row(const void* x, int xdt, const float* w, void* y, int ydt, i64 base, int D, float r, int vec) {
+    const int lane = threadIdx.x & 31;
+    if (vec) {
+        for (int q = lane; q < D / 4; q += 32) {
+            float4 v = load4_any(x, xdt, base / 4 + q);
+            float4 g = ((const float4*)w)[q];
+            store4_any(y, ydt, base / 4 + q, make_float4(rms_scale(g.x, v.x, r), rms_scale(g.y, v.y, r), rms_scale(g.z, v.z, r), rms_scale(g.w, v.w, r)));
+        }
+    } else {
+        for (int i = lane; i < D; i += 32) store_any(y, ydt, base + i, rms_scale(w[i], load_any(x, xdt, base + i), r));
+    }
+}
+
 /// y = w * (x * r), r = 1 / sqrt(mean(x^2) + eps), per row of width D; rinv[row] = r.
 extern "C" __global__ void kite_rmsnorm(const void* x, int xdt, const float* w, void* y, int ydt, float* rinv,
                                         i64 rows, int D, float eps, int vec) {
@@ -10,28 +40,80 @@ extern "C" __global__ void kite_rmsnorm(const void* x, int xdt, const float* w, 
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
     i64 base = row * D;
-    float ss = 0.0f;
-    if (vec) {
-        i64 q0 = base / 4;
-        for (int q = lane; q < D / 4; q += 32) {
-            float4 v = load4_any(x, xdt, q0 + q);
-            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-        }
-    } else {
-        for (int i = lane; i < D; i += 32) { float v = load_any(x, xdt, base + i); ss += v * v; }
-    }
-    ss = warp_sum(ss);
-    float r = 1.0f / sqrtf(ss / (float)D + eps);
+    float r = row_inverse_rms(x, xdt, base, D, eps, vec);
     if (lane == 0) rinv[row] = r;
+    normalize_row(x, xdt, w, y, ydt, base, D, r, vec);
+}
+
+/// target += x, then y = RMSNorm(target) with weight w, one warp per row: the residual add that ends a block
+/// and the norm that starts the next. The sums are stored first and the norm reads them back as stored
+/// (rounded to target's dtype), so the result is kite_axpy's followed by kite_rmsnorm's, bit for bit; `vec`
+/// must be what kite_rmsnorm would use for target, w and y (it fixes the order of the sum of squares).
+extern "C" __global__ void kite_add_rmsnorm(const void* x, int xdt, void* target, int tdt, const float* w, void* y, int ydt,
+                                            i64 rows, int D, float eps, int vec) {
+    i64 row = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    i64 base = row * D;
     if (vec) {
-        i64 q0 = base / 4;
         for (int q = lane; q < D / 4; q += 32) {
-            float4 v = load4_any(x, xdt, q0 + q);
-            float4 g = ((const float4*)w)[q];
-            store4_any(y, ydt, q0 + q, make_float4(g.x * (v.x * r), g.y * (v.y * r), g.z * (v.z * r), g.w * (v.w * r)));
+            float4 t = load4_any(target, tdt, base / 4 + q), a = load4_any(x, xdt, base / 4 + q);
+            store4_any(target, tdt, base / 4 + q, make_float4(t.x + a.x, t.y + a.y, t.z + a.z, t.w + a.w));
         }
     } else {
-        for (int i = lane; i < D; i += 32) store_any(y, ydt, base + i, w[i] * (load_any(x, xdt, base + i) * r));
+        for (int i = lane; i < D; i += 32) store_any(target, tdt, base + i, load_any(target, tdt, base + i) + load_any(x, xdt, base + i));
+    }
+    // Each lane reads back what it wrote itself (the same elements in both passes), so no barrier is needed.
+    float r = row_inverse_rms(target, tdt, base, D, eps, vec);
+    normalize_row(target, tdt, w, y, ydt, base, D, r, vec);
+}
+
+/// Attention inputs of a cached forward from one product's rows qkv [T, (Hq + 2 Hkv) * D] (query heads, key
+/// heads, value heads): one warp per (token, head). Query and key heads get the per-head RMSNorm (when qw /
+/// kw are given; `vec` as kite_rmsnorm would use for these rows) rounded to the activation dtype `adt`, as
+/// the separate norm stores it, then RoPE (cos / sin [T, D/2]) rounded likewise; queries go to q_out [T, Hq, D]
+/// (dtype adt), keys and values to row slots[t] of the caches [slots, Hkv, D] (dtype cdt). D is even and at
+/// most ROTATE_MAX_D; the block has 8 warps.
+#define ROTATE_MAX_D 256
+extern "C" __global__ void __launch_bounds__(256) kite_rotate_and_cache(
+    const void* qkv, int adt, const float* qw, const float* kw, float eps, const float* cosp, const float* sinp,
+    i64 T, int Hq, int Hkv, int D, int vec, void* q_out, void* kcache, void* vcache, int cdt, const int* slots) {
+    __shared__ float rows[8][ROTATE_MAX_D];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int H = Hq + 2 * Hkv;
+    const i64 item = (i64)blockIdx.x * 8 + warp;
+    if (item >= T * H) return;
+    const i64 t = item / H;
+    const int h = (int)(item - t * H);
+    const i64 base = item * D;
+    const i64 slot = (i64)slots[t];
+    if (h >= Hq + Hkv) {
+        const i64 to = (slot * Hkv + (h - Hq - Hkv)) * D;
+        for (int i = lane; i < D; i += 32) store_any(vcache, cdt, to + i, load_any(qkv, adt, base + i));
+        return;
+    }
+    const float* w = h < Hq ? qw : kw;
+    float* row = rows[warp];
+    if (w) {
+        const float r = row_inverse_rms(qkv, adt, base, D, eps, vec);
+        for (int i = lane; i < D; i += 32) row[i] = round_as(adt, rms_scale(w[i], load_any(qkv, adt, base + i), r));
+    } else {
+        for (int i = lane; i < D; i += 32) row[i] = load_any(qkv, adt, base + i);
+    }
+    __syncwarp();
+    const int half = D / 2;
+    for (int i = lane; i < half; i += 32) {
+        const float2 o = rope_rotate(row[i], row[i + half], cosp[t * half + i], sinp[t * half + i]);
+        const float first = round_as(adt, o.x), second = round_as(adt, o.y);
+        if (h < Hq) {
+            const i64 to = (t * Hq + h) * D;
+            store_any(q_out, adt, to + i, first);
+            store_any(q_out, adt, to + half + i, second);
+        } else {
+            const i64 to = (slot * Hkv + (h - Hq)) * D;
+            store_any(kcache, cdt, to + i, first);
+            store_any(kcache, cdt, to + half + i, second);
+        }
     }
 }
 

@@ -171,5 +171,34 @@ KD float block_max(float v, float* scratch) {
     v = lane < warps ? scratch[lane] : NEG_INF;
     return warp_max(v);
 }
+
+/// A value as the dtype of code dt holds it (the rounding a store and a load would do).
+KD float round_as(int dt, float v) {
+    switch (dt) {
+    case DT_F32: return v;
+    case DT_BF16: return bf16_to_f32(f32_to_bf16(v));
+    case DT_F16: return f16_to_f32(f32_to_f16(v));
+    case DT_E4M3: return e4m3_to_f32(f32_to_e4m3(v));
+    default: return e5m2_to_f32(f32_to_e5m2(v));
+    }
+}
+
+/// RMSNorm and RoPE arithmetic, shared by the separate kernels and the fused inference kernels. Every
+/// rounding is explicit (no contraction left to the compiler), so a fused kernel that calls these in the
+/// same order produces the separate kernels' bits: what keeps deterministic mode's engine equal to its trainer.
+/// ss + x^2 + y^2 + z^2 + w^2 over four elements of a row, in that order.
+KD float add_squares4(float ss, float4 v) {
+    return __fadd_rn(ss, __fmaf_rn(v.w, v.w, __fmaf_rn(v.z, v.z, __fmaf_rn(v.y, v.y, __fmul_rn(v.x, v.x)))));
+}
+/// 1 / sqrt(ss / D + eps).
+KD float rms_inverse(float ss, int D, float eps) {
+    return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)D), eps)));
+}
+/// The normalised element w * (x * r).
+KD float rms_scale(float w, float x, float r) { return __fmul_rn(w, __fmul_rn(x, r)); }
+/// The pair (a, b) = (x[i], x[i + D/2]) rotated by cos c and sin s: (a c - b s, b c + a s).
+KD float2 rope_rotate(float a, float b, float c, float s) {
+    return make_float2(__fmaf_rn(a, c, -__fmul_rn(b, s)), __fmaf_rn(b, c, __fmul_rn(a, s)));
+}
 """#
 }

@@ -31,7 +31,7 @@ public struct OperationParity {
     /// Names of the groups of checks `run` runs, in order.
     public static let groups = [
         "matmul", "elementwise", "rmsNorm", "rope", "swiglu", "embedding", "logprobsAndEntropy", "attention", "paged cache", "decode",
-        "sampling", "graphs", "casts", "blockQuantize", "block-scaled fp8", "adamw", "column slices", "mixture of experts",
+        "sampling", "graphs", "casts", "blockQuantize", "block-scaled fp8", "adamw", "column slices", "mixture of experts", "fused inference",
     ]
 
     /// Runs every check (or the groups named in `only`); a check that throws is reported as a failure and the
@@ -43,7 +43,7 @@ public struct OperationParity {
             ("swiglu", swigluChecks), ("embedding", embeddingChecks), ("logprobsAndEntropy", headChecks),
             ("attention", attentionChecks), ("paged cache", pagedCacheChecks), ("decode", decodeChecks), ("sampling", samplingChecks),
             ("graphs", graphChecks), ("casts", castChecks), ("blockQuantize", quantizeChecks), ("block-scaled fp8", blockScaledChecks), ("adamw", adamChecks),
-            ("column slices", columnChecks), ("mixture of experts", expertChecks),
+            ("column slices", columnChecks), ("mixture of experts", expertChecks), ("fused inference", fusedChecks),
         ]
         for (name, check) in checks where only?.contains(name) ?? true {
             do { results += try check() } catch { results.append(.failed(name, precision: precision, error)) }

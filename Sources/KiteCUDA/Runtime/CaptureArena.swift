@@ -26,6 +26,26 @@ final class CaptureArena: @unchecked Sendable {
     /// Bytes taken from the driver.
     var reservedBytes: Int { state.withLock { $0.chunks.reduce(0) { $0 + $1.size } } }
 
+    /// Takes the first chunk from the driver before a capture begins. Inside a capture a failed allocation
+    /// can only fail the capture (the pool cannot synchronise there to hand its cached blocks back); here, when
+    /// the driver is out of memory (the engine's cache takes most of it), the pool's cached blocks go back
+    /// first and the allocation is tried once more.
+    func reserveFirstChunk(from pool: DeviceMemoryPool) throws(CUDAError) {
+        guard state.withLock({ $0.chunks.isEmpty }) else { return }
+        var pointer: CUDevicePointer = 0
+        try context.makeCurrent()
+        var result = context.driver.cuMemAlloc(&pointer, chunkBytes)
+        if result == CUDADriver.outOfMemoryCode {
+            try pool.releaseCached()
+            result = context.driver.cuMemAlloc(&pointer, chunkBytes)
+        }
+        try context.driver.check(result, "cuMemAlloc(graph arena, \(chunkBytes) bytes)")
+        state.withLock { state in
+            state.chunks.append((pointer, chunkBytes))
+            state.used = 0
+        }
+    }
+
     /// A block of `size` bytes (already rounded by the pool), 512-byte aligned.
     func allocate(_ size: Int) throws(CUDAError) -> CUDevicePointer {
         if let reused = state.withLock({ state -> CUDevicePointer? in

@@ -5,6 +5,8 @@ import KiteTensor
 struct FeedForward {
     let gateProj: LinearWeight, upProj: LinearWeight, downProj: LinearWeight
     let gateBias: Tensor?, upBias: Tensor?, downBias: Tensor?
+    /// gate and up as one product, when the weights lie back to back (an inference copy of the model).
+    let stackedGateUp: StackedProjection?
 
     static func parameterShapes(prefix p: String, hidden d: Int, width i: Int, bias: Bool) -> [(String, [Int])] {
         var shapes: [(String, [Int])] = [(p + "gate_proj.weight", [i, d])]
@@ -25,6 +27,7 @@ struct FeedForward {
         gateBias = try optional("gate_proj.bias")
         upBias = try optional("up_proj.bias")
         downBias = try optional("down_proj.bias")
+        stackedGateUp = StackedProjection([gateProj, upProj], biases: [gateBias, upBias])
     }
 }
 
@@ -36,7 +39,12 @@ struct FeedForwardActivations {
 }
 
 extension Transformer {
-    func feedForward(_ f: FeedForward, input x: Tensor, keep: Bool) throws -> (output: Tensor, activations: FeedForwardActivations?) {
+    /// `stacked` lets an inference forward (nothing kept) use the stacked gate/up product.
+    func feedForward(_ f: FeedForward, input x: Tensor, keep: Bool, stacked useStacked: Bool = false) throws -> (output: Tensor, activations: FeedForwardActivations?) {
+        if !keep, useStacked, let stacked = f.stackedGateUp {
+            // Inference: one product for gate and up, and SwiGLU reading its rows in place.
+            return (try linear(try backend.swiglu(packed: try linear(x, stacked)), f.downProj, f.downBias), nil)
+        }
         let gate = try linear(x, f.gateProj, f.gateBias)
         let up = try linear(x, f.upProj, f.upBias)
         let activated = try backend.swiglu(gate: gate, up: up)

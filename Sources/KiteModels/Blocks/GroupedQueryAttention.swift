@@ -7,6 +7,8 @@ struct GroupedQueryAttention {
     let qProj: LinearWeight, kProj: LinearWeight, vProj: LinearWeight, oProj: LinearWeight
     let qBias: Tensor?, kBias: Tensor?, vBias: Tensor?, oBias: Tensor?
     let qNorm: Tensor?, kNorm: Tensor?
+    /// q, k and v as one product, when the weights lie back to back (an inference copy of the model).
+    let stackedQKV: StackedProjection?
 
     static func parameterShapes(prefix p: String, config: ModelConfig) -> [(String, [Int])] {
         let (d, q, kv) = (config.hiddenSize, config.queryWidth, config.keyValueWidth)
@@ -39,6 +41,7 @@ struct GroupedQueryAttention {
         oBias = try optional("o_proj.bias", config.outputBias)
         qNorm = try optional("q_norm.weight", config.queryKeyNorm)
         kNorm = try optional("k_norm.weight", config.queryKeyNorm)
+        stackedQKV = StackedProjection([qProj, kProj, vProj], biases: [qBias, kBias, vBias])
     }
 }
 
@@ -65,6 +68,15 @@ extension Transformer {
     ) throws -> (output: Tensor, activations: GroupedQueryAttentionActivations?) {
         let tokens = normed.shape[0]
         let (heads, kvHeads, headDim) = (config.attentionHeads, config.keyValueHeads, config.headDim)
+        if !keep, case .cache(let cache) = source, let stacked = a.stackedQKV {
+            // Inference over the cache: one product for q, k and v, and the norms, RoPE and cache store
+            // that follow it in one backend operation (one kernel on accelerators).
+            let projections = PackedAttentionProjections(
+                projections: try linear(normed, stacked), queryHeads: heads, keyValueHeads: kvHeads, headDim: headDim,
+                queryNorm: a.qNorm, keyNorm: a.kNorm, epsilon: config.rmsNormEpsilon, cos: rope.cos, sin: rope.sin)
+            let attended = try cache.attend(layer: layer, projections: projections, scale: config.attentionScale, backend: backend)
+            return (try linear(attended.reshaped([tokens, heads * headDim]), a.oProj, a.oBias), nil)
+        }
         let queryProjected = try linear(normed, a.qProj, a.qBias).reshaped([tokens, heads, headDim])
         let keyProjected = try linear(normed, a.kProj, a.kBias).reshaped([tokens, kvHeads, headDim])
         let value = try linear(normed, a.vProj, a.vBias).reshaped([tokens, kvHeads, headDim])

@@ -16,9 +16,19 @@ public protocol KeyValueCache: AnyObject {
     /// as value; a cache whose value tensors are its key tensors (the engine's paged cache for a layout with
     /// no value rows) thereby holds it once.
     func attendLatent(layer: Int, query: Tensor, key: Tensor, scale: Float, backend: any Backend) throws -> Tensor
+    /// `attend` with the queries, keys and values still packed in one product's rows, to be normalised and
+    /// rotated first (see `PackedAttentionProjections`); returns attention `[T, heads, headDim]`. The default
+    /// computes the three inputs with the backend's separate operations and calls `attend`; a cache that
+    /// knows its slots on the device hands the whole step to `Backend.rotateAndCache`.
+    func attend(layer: Int, projections: PackedAttentionProjections, scale: Float, backend: any Backend) throws -> Tensor
 }
 
 extension KeyValueCache {
+    public func attend(layer: Int, projections: PackedAttentionProjections, scale: Float, backend: any Backend) throws -> Tensor {
+        let (query, key, value) = try projections.attentionInputs(on: backend)
+        return try attend(layer: layer, query: query, key: key, value: value, scale: scale, backend: backend)
+    }
+
     public func attendLatent(layer: Int, query: Tensor, key: Tensor, scale: Float, backend: any Backend) throws -> Tensor {
         try attend(layer: layer, query: query, key: key, value: key, scale: scale, backend: backend)
     }

@@ -172,18 +172,29 @@ public final class Transformer: CausalLanguageModel, @unchecked Sendable {
     /// weights directly, and the conversion gives exactly the bf16 copies the trainer's products read.
     /// Vectors (norm weights, biases) keep their dtype, so normalisation reads the same fp32 values as
     /// training; fp8 block weights and buffers stay as they are.
-    public func clone(matrixDType: DType?) throws -> Transformer {
-        func copies(_ set: ParameterSet, convert: Bool) throws -> ParameterSet {
+    ///
+    /// With `stackProjections` (the default), each layer's q/k/v weights, and its gate/up weights, are copied
+    /// into one allocation and kept as views of it, so inference runs one product for each group (see
+    /// `StackedProjection`); the parameters keep their names, shapes and values, and training code and weight
+    /// syncs address them as before.
+    public func clone(matrixDType: DType?, stackProjections: Bool = true) throws -> Transformer {
+        func copyDType(_ tensor: Tensor, convert: Bool) -> DType {
+            let keep = !convert || tensor.rank < 2 || tensor.dtype == .fp8e4m3 || tensor.dtype == .fp8e5m2
+            return keep ? tensor.dtype : (matrixDType ?? tensor.dtype)
+        }
+        func copies(_ set: ParameterSet, convert: Bool, stack: Bool) throws -> ParameterSet {
+            let stacked = stack ? try stackedCopies(of: set) { copyDType($0, convert: convert) } : [:]
             let result = ParameterSet()
             for (name, tensor) in set.entries {
-                let keep = !convert || tensor.rank < 2 || tensor.dtype == .fp8e4m3 || tensor.dtype == .fp8e5m2
-                let copy = try backend.zeros(tensor.shape, dtype: keep ? tensor.dtype : (matrixDType ?? tensor.dtype))
+                let copy = try stacked[name] ?? backend.zeros(tensor.shape, dtype: copyDType(tensor, convert: convert))
                 try backend.copy(tensor, into: copy)
                 result.insert(name, copy)
             }
             return result
         }
-        return try Transformer(config: config, parameters: try copies(parameters, convert: true), buffers: try copies(buffers, convert: false), backend: backend)
+        return try Transformer(
+            config: config, parameters: try copies(parameters, convert: true, stack: stackProjections),
+            buffers: try copies(buffers, convert: false, stack: false), backend: backend)
     }
 }
 

@@ -133,11 +133,18 @@ extension Transformer {
 
     func hiddenStates(tokens: [Int32], rope: RotaryTables, attention: AttentionSource, routing: ExpertRouting? = nil) throws -> Tensor {
         try beginRouting(routing, tokens: tokens.count)
-        var x = try backend.embedding(ids: try backend.upload(Tensor(int32: tokens)), table: embedding)
+        return try inferenceLayers(try backend.embedding(ids: try backend.upload(Tensor(int32: tokens)), table: embedding), rope: rope, attention: attention,
+                                   routing: routing)
+    }
+
+    /// Every block and the final norm over embedded tokens `x`, inference-style (`inferenceLayer`); `routing`
+    /// records or replays the sparse blocks' experts (checked by `beginRouting` first).
+    func inferenceLayers(_ x: Tensor, rope: RotaryTables, attention: AttentionSource, routing: ExpertRouting? = nil) throws -> Tensor {
+        var stream = ResidualStream(partial: x, residual: nil)
         for layer in layers {
-            x = try layerForward(layer, x, rope: rope, attention: attention, keep: false, record: true, routing: routing).output
+            stream = try inferenceLayer(layer, stream, rope: rope, attention: attention, record: true, routing: routing)
         }
-        return try backend.rmsNorm(x, weight: finalNorm, epsilon: config.rmsNormEpsilon).output
+        return try normalized(stream, weight: finalNorm).normed
     }
 
     /// Checks a routing record or replay against a forward of `tokens` tokens before any layer runs.
@@ -155,11 +162,7 @@ extension Transformer {
         }
         let table = try rotaryTable(limit: positionLimit)
         let rope = RotaryTables(cos: try backend.gatherRows(table.cos, indices: positions), sin: try backend.gatherRows(table.sin, indices: positions))
-        var x = try backend.embedding(ids: tokenIDs, table: embedding)
-        for layer in layers {
-            x = try layerForward(layer, x, rope: rope, attention: .cache(cache), keep: false, record: true).output
-        }
-        return try backend.rmsNorm(x, weight: finalNorm, epsilon: config.rmsNormEpsilon).output
+        return try inferenceLayers(try backend.embedding(ids: tokenIDs, table: embedding), rope: rope, attention: .cache(cache))
     }
 
     /// cos and sin `[limit, headDim / 2]` of positions 0 ..< limit, kept while the limit stays the same.
@@ -188,36 +191,71 @@ extension Transformer {
         routing: ExpertRouting? = nil
     ) throws -> (output: Tensor, activations: LayerActivations?) {
         let (normed, inverseRMS) = try backend.rmsNorm(x, weight: layer.inputNorm, epsilon: config.rmsNormEpsilon)
-        let middle: Tensor
-        var attentionSaved: LayerActivations.Attention?
-        switch layer.attention {
-        case .grouped(let attention):
-            let (output, saved) = try groupedQueryAttention(attention, layer: layer.index, normed: normed, rope: rope, source: source, keep: keep)
-            middle = output
-            attentionSaved = saved.map { .grouped($0) }
-        case .latent(let attention):
-            let (output, saved) = try latentAttention(attention, layer: layer.index, normed: normed, rope: rope, source: source, keep: keep)
-            middle = output
-            attentionSaved = saved.map { .latent($0) }
-        }
+        let (middle, attentionSaved) = try attentionBlock(layer, normed: normed, rope: rope, source: source, keep: keep)
         try backend.accumulate(x, into: middle, scale: 1)
         let (normed2, inverseRMS2) = try backend.rmsNorm(middle, weight: layer.postNorm, epsilon: config.rmsNormEpsilon)
-        let output: Tensor
-        var mlpSaved: LayerActivations.MLP?
-        switch layer.mlp {
-        case .dense(let mlp):
-            let (result, saved) = try feedForward(mlp, input: normed2, keep: keep)
-            output = result
-            mlpSaved = saved.map { .dense($0) }
-        case .experts(let mlp):
-            let (result, saved) = try mixtureOfExperts(mlp, layer: layer.index, input: normed2, keep: keep, record: record, routing: routing)
-            output = result
-            mlpSaved = saved.map { .experts($0) }
-        }
+        let (output, mlpSaved) = try mlpBlock(layer, input: normed2, keep: keep, record: record, stacked: false, routing: routing)
         try backend.accumulate(middle, into: output, scale: 1)
         guard keep, let attentionSaved, let mlpSaved else { return (output, nil) }
         return (output, LayerActivations(
             input: x, normed: normed, inverseRMS: inverseRMS, attention: attentionSaved, middle: middle, normed2: normed2,
             inverseRMS2: inverseRMS2, mlp: mlpSaved))
     }
+
+    /// One decoder block of an inference forward (prefill, decode, scoring without a backward): the
+    /// arithmetic of `layerForward`, with each residual add done by the RMSNorm that follows it (one
+    /// operation, `Backend.addRMSNorm`) and the stacked projections of an inference copy of the model. The
+    /// block's own output is left pending in the returned stream, for the next norm to add.
+    func inferenceLayer(
+        _ layer: DecoderLayer, _ stream: ResidualStream, rope: RotaryTables, attention source: AttentionSource, record: Bool, routing: ExpertRouting? = nil
+    ) throws -> ResidualStream {
+        let (x, normed) = try normalized(stream, weight: layer.inputNorm)
+        let middle = try attentionBlock(layer, normed: normed, rope: rope, source: source, keep: false).output
+        let normed2 = try backend.addRMSNorm(x, into: middle, weight: layer.postNorm, epsilon: config.rmsNormEpsilon)
+        let output = try mlpBlock(layer, input: normed2, keep: false, record: record, stacked: true, routing: routing).output
+        return ResidualStream(partial: output, residual: middle)
+    }
+
+    /// The hidden state that `stream` stands for (its pending residual added into `partial`, in place) and
+    /// its RMSNorm with `weight`.
+    func normalized(_ stream: ResidualStream, weight: Tensor) throws -> (hidden: Tensor, normed: Tensor) {
+        guard let residual = stream.residual else {
+            return (stream.partial, try backend.rmsNorm(stream.partial, weight: weight, epsilon: config.rmsNormEpsilon).output)
+        }
+        return (stream.partial, try backend.addRMSNorm(residual, into: stream.partial, weight: weight, epsilon: config.rmsNormEpsilon))
+    }
+
+    /// The attention half of a block, before its residual add.
+    func attentionBlock(_ layer: DecoderLayer, normed: Tensor, rope: RotaryTables, source: AttentionSource, keep: Bool) throws -> (output: Tensor, saved: LayerActivations.Attention?) {
+        switch layer.attention {
+        case .grouped(let attention):
+            let (output, saved) = try groupedQueryAttention(attention, layer: layer.index, normed: normed, rope: rope, source: source, keep: keep)
+            return (output, saved.map { .grouped($0) })
+        case .latent(let attention):
+            let (output, saved) = try latentAttention(attention, layer: layer.index, normed: normed, rope: rope, source: source, keep: keep)
+            return (output, saved.map { .latent($0) })
+        }
+    }
+
+    /// The MLP half of a block, before its residual add; `stacked` lets a dense MLP use its stacked gate/up
+    /// product (inference only).
+    func mlpBlock(
+        _ layer: DecoderLayer, input: Tensor, keep: Bool, record: Bool, stacked: Bool, routing: ExpertRouting? = nil
+    ) throws -> (output: Tensor, saved: LayerActivations.MLP?) {
+        switch layer.mlp {
+        case .dense(let mlp):
+            let (output, saved) = try feedForward(mlp, input: input, keep: keep, stacked: stacked)
+            return (output, saved.map { .dense($0) })
+        case .experts(let mlp):
+            let (output, saved) = try mixtureOfExperts(mlp, layer: layer.index, input: input, keep: keep, record: record, routing: routing)
+            return (output, saved.map { .experts($0) })
+        }
+    }
+}
+
+/// The residual stream of an inference forward between blocks: the hidden state is `partial`, plus
+/// `residual` while the last block's residual add is pending (the next RMSNorm adds it, in one operation).
+struct ResidualStream {
+    var partial: Tensor
+    var residual: Tensor?
 }
