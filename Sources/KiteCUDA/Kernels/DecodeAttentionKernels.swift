@@ -15,6 +15,19 @@ enum DecodeAttentionKernels {
     static let headDims = [64, 128]
     static let groupSizes = [1, 2, 4, 8]
     static let threads = 128
+    /// Threads of the whole-row kernel `kite_paged_decode_rows_d<D>_g<G>`.
+    static let rowThreads = 256
+    /// Whether the whole-row kernel serves `kvHeads` heads of size `headDim`: a row's 16-byte words must
+    /// divide its 256 threads.
+    public static func rowKernelFits(kvHeads: Int, headDim: Int) -> Bool {
+        let words = kvHeads * headDim / 8
+        return words > 0 && words <= rowThreads && rowThreads % words == 0
+    }
+    /// Dynamic shared memory of the whole-row kernel: (max, sum, output) per stream and query head.
+    static func rowSharedBytes(kvHeads: Int, headDim: Int, group: Int) -> Int {
+        let streams = rowThreads / (headDim / 8)
+        return streams * group * (headDim + 2) * 4
+    }
     /// Keys one block covers per step of its loop (4 warps, 4 unrolled loads).
     static func keysPerStep(headDim: Int) -> Int { 4 * (32 / (headDim / 8)) * 4 }
 
@@ -158,6 +171,148 @@ KITE_PAGED_DECODE(128, 1)
 KITE_PAGED_DECODE(128, 2)
 KITE_PAGED_DECODE(128, 4)
 KITE_PAGED_DECODE(128, 8)
+
+/// The same attention with whole cache rows per block: one block of 256 threads per (split, sequence) covers
+/// every KV head, thread t reading 16 bytes at offset t of each slot's `[Hkv, D]` key row (and value row), so
+/// a block streams contiguous rows of `Hkv * D` numbers instead of one head's `D` out of every row (which 8
+/// blocks then read at nearly the same time). `D / 8` lanes still make one head of one key, keep that head's
+/// online softmax for its `G` query heads, and the `256 / (Hkv D / 8)` rows of a step are merged at the end
+/// through dynamic shared memory (streams x G x (D + 2) floats). Partials and the combine are the per-head
+/// kernel's.
+template <int D, int G>
+KD void paged_decode_rows(const unsigned short* __restrict__ Q, const unsigned short* __restrict__ Kc,
+                          const unsigned short* __restrict__ Vc, const int* __restrict__ table, int maxBlocks,
+                          const int* __restrict__ ctx, int blockSize, int Hkv, int splitKeys, int splits,
+                          float scale_log2, float* __restrict__ po, float* __restrict__ pml, void* __restrict__ out, int odt) {
+    constexpr int LK = D / 8, U = 4, T = 256;
+    extern __shared__ float shared[];
+    const int split = blockIdx.x, b = blockIdx.y;
+    const int rowThreads = Hkv * LK, R = T / rowThreads;
+    const int t = threadIdx.x, row = t / rowThreads, head = (t % rowThreads) / LK, part = t % LK;
+    const int n = ctx[b];
+    const int start = split * splitKeys;
+    if (start >= n) return;
+    const int end = min(n, start + splitKeys);
+    const int Hq = Hkv * G;
+
+    float q[G][8], acc[G][8], m[G], l[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        uint4 w = *(const uint4*)(Q + ((i64)b * Hq + head * G + g) * D + part * 8);
+        unpack8(w, q[g]);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) { q[g][i] *= scale_log2; acc[g][i] = 0.0f; }
+        m[g] = NEG_INF;
+        l[g] = 0.0f;
+    }
+    const int* tb = table + (i64)b * maxBlocks;
+    const i64 slotStride = (i64)Hkv * D;
+    const i64 headOffset = (i64)head * D + part * 8;
+
+    // The loop bound is the same for every thread of the block, so the shuffles below never diverge.
+    for (int kw = start; kw < end; kw += R * U) {
+        uint4 kr[U], vr[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int k = kw + row + u * R;
+            if (k < end) {
+                const i64 slot = (i64)tb[k / blockSize] * blockSize + k % blockSize;
+                kr[u] = *(const uint4*)(Kc + slot * slotStride + headOffset);
+                vr[u] = *(const uint4*)(Vc + slot * slotStride + headOffset);
+            } else {
+                kr[u] = make_uint4(0u, 0u, 0u, 0u);
+                vr[u] = make_uint4(0u, 0u, 0u, 0u);
+            }
+        }
+        float s[G][U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const bool ok = kw + row + u * R < end;
+            float kf[8];
+            unpack8(kr[u], kf);
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+                float d = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 8; ++i) d += q[g][i] * kf[i];
+#pragma unroll
+                for (int o = LK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                s[g][u] = ok ? d : NEG_INF;
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            float mx = m[g];
+#pragma unroll
+            for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[g][u]);
+            if (mx == NEG_INF) continue;
+            const float a = exp2f(m[g] - mx);
+            float p[U], sum = 0.0f;
+#pragma unroll
+            for (int u = 0; u < U; ++u) { p[u] = exp2f(s[g][u] - mx); sum += p[u]; }
+            l[g] = l[g] * a + sum;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) acc[g][i] *= a;
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                float vf[8];
+                unpack8(vr[u], vf);
+#pragma unroll
+                for (int i = 0; i < 8; ++i) acc[g][i] += p[u] * vf[i];
+            }
+            m[g] = mx;
+        }
+    }
+
+    // Streams: one per (row of a step, KV head); each holds (max, sum, output) per query head of the group.
+    const int streams = R * Hkv;
+    float* sm = shared;
+    float* sl = sm + streams * G;
+    float* sacc = sl + streams * G;
+    const int stream = row * Hkv + head;
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        if (part == 0) { sm[stream * G + g] = m[g]; sl[stream * G + g] = l[g]; }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) sacc[(stream * G + g) * D + part * 8 + i] = acc[g][i];
+    }
+    __syncthreads();
+    for (int idx = t; idx < Hkv * G * D; idx += T) {
+        const int h = idx / (G * D), g = (idx / D) % G, d = idx % D;
+        float M = NEG_INF;
+        for (int r = 0; r < R; ++r) M = fmaxf(M, sm[(r * Hkv + h) * G + g]);
+        float L = 0.0f, A = 0.0f;
+        for (int r = 0; r < R; ++r) {
+            const int z = (r * Hkv + h) * G + g;
+            if (sl[z] > 0.0f) {
+                const float f = exp2f(sm[z] - M);
+                L += sl[z] * f;
+                A += sacc[z * D + d] * f;
+            }
+        }
+        const i64 bh = (i64)b * Hq + h * G + g;
+        if (splits == 1) {
+            store_any(out, odt, bh * D + d, L > 0.0f ? A / L : 0.0f);
+            continue;
+        }
+        po[(bh * splits + split) * D + d] = A;
+        if (d == 0) { pml[(bh * splits + split) * 2] = M; pml[(bh * splits + split) * 2 + 1] = L; }
+    }
+}
+
+#define KITE_PAGED_DECODE_ROWS(D, G) \
+extern "C" __global__ void __launch_bounds__(256) kite_paged_decode_rows_d##D##_g##G( \
+    const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
+    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
+    paged_decode_rows<D, G>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }
+KITE_PAGED_DECODE_ROWS(64, 1)
+KITE_PAGED_DECODE_ROWS(64, 2)
+KITE_PAGED_DECODE_ROWS(64, 4)
+KITE_PAGED_DECODE_ROWS(64, 8)
+KITE_PAGED_DECODE_ROWS(128, 1)
+KITE_PAGED_DECODE_ROWS(128, 2)
+KITE_PAGED_DECODE_ROWS(128, 4)
+KITE_PAGED_DECODE_ROWS(128, 8)
 
 /// out[b, h] = the splits' partial outputs merged: sum_s A_s 2^(m_s - M) / sum_s l_s 2^(m_s - M), splits in
 /// order. One block of D threads per (sequence, query head).
