@@ -4,9 +4,6 @@ import KiteEngine
 import KiteJSON
 import KiteModels
 import KiteTensor
-#if canImport(Glibc)
-import Glibc
-#endif
 
 struct BenchDecode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -66,16 +63,11 @@ struct BenchDecode: AsyncParsableCommand {
         // The decode attention kernel alone, one layer, at the run's average context.
         var attentionRows: [JSONValue] = []
         let averageContext = prompt + (newTokens + 1) / 2
-        // Both kernels at every batch size, in the same run: whole rows per block, and one KV head per block.
         for batch in batchSizes {
-            for layout in ["rows", "heads"] {
-                setenv("KITE_DECODE_LAYOUT", layout, 1)
-                defer { unsetenv("KITE_DECODE_LAYOUT") }
-                let (milliseconds, bytes) = try attentionTime(backend, batch: batch, context: averageContext)
-                print("decode attention (\(layout)), batch \(batch), context \(averageContext): \(format(milliseconds * 1000)) us per layer, \(format(Double(bytes) / milliseconds / 1e9)) TB/s of cache read")
-                attentionRows.append(["batch": .int(batch), "context": .int(averageContext), "layout": .string(layout), "us": .double(milliseconds * 1000),
-                                      "tb_per_s": .double(Double(bytes) / milliseconds / 1e9)])
-            }
+            let (milliseconds, bytes) = try attentionTime(backend, batch: batch, context: averageContext)
+            print("decode attention, batch \(batch), context \(averageContext): \(format(milliseconds * 1000)) us per layer, \(format(Double(bytes) / milliseconds / 1e9)) TB/s of cache read")
+            attentionRows.append(["batch": .int(batch), "context": .int(averageContext), "us": .double(milliseconds * 1000),
+                                  "tb_per_s": .double(Double(bytes) / milliseconds / 1e9)])
         }
 
         var rows: [JSONValue] = []

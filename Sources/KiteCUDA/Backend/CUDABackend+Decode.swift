@@ -91,10 +91,7 @@ extension CUDABackend {
                 let lengths = try requireInt32(contextLengths, "pagedDecodeAttention", "context lengths")
                 let output = try allocate([batch, heads, headDim], computeDType)
                 guard batch > 0 else { return output }
-                let wholeRows = usesRowKernel(batch: batch, kvHeads: kvHeads, headDim: headDim)
-                let (splits, splitKeys) = wholeRows
-                    ? rowSplits(batch: batch, kvHeads: kvHeads, maxContextLength: maxContextLength, headDim: headDim)
-                    : decodeSplits(batch: batch, kvHeads: kvHeads, maxContextLength: maxContextLength, headDim: headDim)
+                let (splits, splitKeys) = decodeSplits(batch: batch, kvHeads: kvHeads, maxContextLength: maxContextLength, headDim: headDim)
                 // One split writes the output directly; several leave partials for the combine kernel.
                 let partial = try allocate([splits > 1 ? batch * heads * splits * headDim : 1], .f32)
                 let statistics = try allocate([splits > 1 ? batch * heads * splits * 2 : 1], .f32)
@@ -104,15 +101,8 @@ extension CUDABackend {
                 arguments.add(int: blockSize); arguments.add(int: kvHeads); arguments.add(int: splitKeys); arguments.add(int: splits)
                 arguments.add(scale * 1.4426950408889634); arguments.add(address(partial)); arguments.add(address(statistics))
                 arguments.add(address(output)); arguments.add(try dtypeCode(output.dtype, "pagedDecodeAttention"))
-                if wholeRows {
-                    try launch(.decode, "kite_paged_decode_rows_d\(headDim)_g\(group)",
-                               LaunchShape(grid: (splits, batch, 1), block: (DecodeAttentionKernels.rowThreads, 1, 1),
-                                           sharedBytes: DecodeAttentionKernels.rowSharedBytes(kvHeads: kvHeads, headDim: headDim, group: group)),
-                               arguments)
-                } else {
-                    try launch(.decode, "kite_paged_decode_d\(headDim)_g\(group)",
-                               LaunchShape(grid: (splits, kvHeads, batch), block: (DecodeAttentionKernels.threads, 1, 1)), arguments)
-                }
+                try launch(.decode, "kite_paged_decode_d\(headDim)_g\(group)",
+                           LaunchShape(grid: (splits, kvHeads, batch), block: (DecodeAttentionKernels.threads, 1, 1)), arguments)
                 guard splits > 1 else { return output }
                 var combine = KernelArguments()
                 combine.add(address(partial)); combine.add(address(statistics)); combine.add(address(lengths))
@@ -135,28 +125,6 @@ extension CUDABackend {
             query: query, keyCache: keyCache, valueCache: valueCache,
             blockTables: (0..<batch).map { Array(table[($0 * width)..<(($0 + 1) * width)]) }, blockSize: blockSize,
             contextLengths: lengths, queries: PackedSequences(lengths: Array(repeating: 1, count: batch)), scale: scale)
-    }
-
-    /// Whether decode attention runs the whole-row kernel: when it fits the shape and the batch alone gives
-    /// every multiprocessor a block (smaller batches need the per-head kernel's extra blocks).
-    /// `KITE_DECODE_LAYOUT=rows` or `heads` forces one (for comparisons).
-    func usesRowKernel(batch: Int, kvHeads: Int, headDim: Int) -> Bool {
-        guard DecodeAttentionKernels.rowKernelFits(kvHeads: kvHeads, headDim: headDim) else { return false }
-        switch environment("KITE_DECODE_LAYOUT") {
-        case "rows": return true
-        case "heads": return false
-        default: return batch >= context.multiprocessorCount
-        }
-    }
-
-    /// Splits per sequence and keys per split of the whole-row kernel, chosen as `decodeSplits` chooses them
-    /// for the per-head kernel (a block here covers every KV head).
-    func rowSplits(batch: Int, kvHeads: Int, maxContextLength: Int, headDim: Int) -> (splits: Int, keys: Int) {
-        let wanted = 4 * context.multiprocessorCount
-        let splits = max(1, min((wanted + batch - 1) / max(batch, 1), (maxContextLength + 63) / 64))
-        let step = DecodeAttentionKernels.rowThreads / (kvHeads * headDim / 8) * 4
-        let keys = ((maxContextLength + splits - 1) / splits + step - 1) / step * step
-        return ((maxContextLength + keys - 1) / keys, keys)
     }
 
     /// Splits per (sequence, KV head) and keys per split: enough blocks to fill the GPU about four times

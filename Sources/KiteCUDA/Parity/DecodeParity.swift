@@ -36,17 +36,11 @@ extension OperationParity {
             let scale = 1 / Float(dim).squareRoot()
             let reference = try cpu.pagedAttention(query: query, keyCache: keys, valueCache: values, blockTables: tables, blockSize: blockSize,
                                                    contextLengths: contexts, queries: PackedSequences(lengths: contexts.map { _ in 1 }), scale: scale)
-            // Each shape through both bf16 kernels: one KV head per block (what these batch sizes choose) and
-            // whole cache rows per block (what batches of a multiprocessor count or more choose).
-            for layout in ["heads", "rows"] {
-                setenv("KITE_DECODE_LAYOUT", layout, 1)
-                defer { unsetenv("KITE_DECODE_LAYOUT") }
-                let result = try cuda.pagedDecodeAttention(
-                    query: try device(query), keyCache: try device(keys), valueCache: try device(values),
-                    blockTable: try cuda.upload(Tensor(int32: flat, shape: [contexts.count, width])),
-                    contextLengths: try cuda.upload(Tensor(int32: contexts.map { Int32($0) })), blockSize: blockSize, maxContextLength: bound, scale: scale)
-                results.append(try compare(layout == "rows" ? "\(name) (whole rows)" : name, result, reference, tolerance: reductionTolerance))
-            }
+            let result = try cuda.pagedDecodeAttention(
+                query: try device(query), keyCache: try device(keys), valueCache: try device(values),
+                blockTable: try cuda.upload(Tensor(int32: flat, shape: [contexts.count, width])),
+                contextLengths: try cuda.upload(Tensor(int32: contexts.map { Int32($0) })), blockSize: blockSize, maxContextLength: bound, scale: scale)
+            results.append(try compare(name, result, reference, tolerance: reductionTolerance))
         }
 
         results += try wideHeadChecks()
