@@ -68,13 +68,10 @@ struct BenchDecode: AsyncParsableCommand {
         let averageContext = prompt + (newTokens + 1) / 2
         // The kernel at several split targets (blocks per multiprocessor), the one served first, in the same run.
         let served = backend.decodeBlocksPerSM
-        let configured = getenv("KITE_DECODE_BLOCKS_PER_SM").map { String(cString: $0) }
         for batch in batchSizes {
             for target in [served] + [4, 16, 48].filter({ $0 != served }) {
                 setenv("KITE_DECODE_BLOCKS_PER_SM", String(target), 1)
-                defer {
-                    if let configured { setenv("KITE_DECODE_BLOCKS_PER_SM", configured, 1) } else { unsetenv("KITE_DECODE_BLOCKS_PER_SM") }
-                }
+                defer { unsetenv("KITE_DECODE_BLOCKS_PER_SM") }
                 let (milliseconds, bytes) = try attentionTime(backend, batch: batch, context: averageContext)
                 print("decode attention (splits for \(target) blocks/SM\(target == served ? ", served" : "")), batch \(batch), context \(averageContext): \(format(milliseconds * 1000)) us per layer, \(format(Double(bytes) / milliseconds / 1e9)) TB/s of cache read")
                 attentionRows.append(["batch": .int(batch), "context": .int(averageContext), "blocks_per_sm": .int(target), "us": .double(milliseconds * 1000),
