@@ -4,9 +4,6 @@ import KiteEngine
 import KiteJSON
 import KiteModels
 import KiteTensor
-#if canImport(Glibc)
-import Glibc
-#endif
 
 struct BenchDecode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -66,17 +63,11 @@ struct BenchDecode: AsyncParsableCommand {
         // The decode attention kernel alone, one layer, at the run's average context.
         var attentionRows: [JSONValue] = []
         let averageContext = prompt + (newTokens + 1) / 2
-        // The kernel at several split targets (blocks per multiprocessor), the one served first, in the same run.
-        let served = backend.decodeBlocksPerSM
         for batch in batchSizes {
-            for target in [served] + [4, 16, 48].filter({ $0 != served }) {
-                setenv("KITE_DECODE_BLOCKS_PER_SM", String(target), 1)
-                defer { unsetenv("KITE_DECODE_BLOCKS_PER_SM") }
-                let (milliseconds, bytes) = try attentionTime(backend, batch: batch, context: averageContext)
-                print("decode attention (splits for \(target) blocks/SM\(target == served ? ", served" : "")), batch \(batch), context \(averageContext): \(format(milliseconds * 1000)) us per layer, \(format(Double(bytes) / milliseconds / 1e9)) TB/s of cache read")
-                attentionRows.append(["batch": .int(batch), "context": .int(averageContext), "blocks_per_sm": .int(target), "us": .double(milliseconds * 1000),
-                                      "tb_per_s": .double(Double(bytes) / milliseconds / 1e9)])
-            }
+            let (milliseconds, bytes) = try attentionTime(backend, batch: batch, context: averageContext)
+            print("decode attention, batch \(batch), context \(averageContext): \(format(milliseconds * 1000)) us per layer, \(format(Double(bytes) / milliseconds / 1e9)) TB/s of cache read")
+            attentionRows.append(["batch": .int(batch), "context": .int(averageContext), "us": .double(milliseconds * 1000),
+                                  "tb_per_s": .double(Double(bytes) / milliseconds / 1e9)])
         }
 
         var rows: [JSONValue] = []

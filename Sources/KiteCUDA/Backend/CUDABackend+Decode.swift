@@ -127,23 +127,15 @@ extension CUDABackend {
             contextLengths: lengths, queries: PackedSequences(lengths: Array(repeating: 1, count: batch)), scale: scale)
     }
 
-    /// Splits per (sequence, KV head) and keys per split: enough blocks to fill the GPU `decodeBlocksPerSM`
-    /// times over, at least 64 keys a split.
+    /// Splits per (sequence, KV head) and keys per split: enough blocks to fill the GPU about four times
+    /// over, at least 64 keys a split.
     func decodeSplits(batch: Int, kvHeads: Int, maxContextLength: Int, headDim: Int) -> (splits: Int, keys: Int) {
-        let wanted = decodeBlocksPerSM * context.multiprocessorCount
+        let wanted = 4 * context.multiprocessorCount
         let perSplit = max(batch * kvHeads, 1)
         let splits = max(1, min((wanted + perSplit - 1) / perSplit, (maxContextLength + 63) / 64))
         let step = DecodeAttentionKernels.keysPerStep(headDim: headDim)
         let keys = ((maxContextLength + splits - 1) / splits + step - 1) / step * step
         return ((maxContextLength + keys - 1) / keys, keys)
-    }
-
-    /// Blocks per multiprocessor the decode kernel's splits aim for (`KITE_DECODE_BLOCKS_PER_SM` overrides).
-    /// About five blocks are resident on a multiprocessor at once, so a grid of a few waves leaves most
-    /// multiprocessors idle through its last one; more, shorter splits shrink that tail, at the price of a
-    /// combine pass over the partial outputs.
-    public var decodeBlocksPerSM: Int {
-        environment("KITE_DECODE_BLOCKS_PER_SM").flatMap(Int.init).map { max($0, 1) } ?? 4
     }
 
     /// Deterministic decode: each sequence's context gathered on the device into packed rows, then the
