@@ -27,10 +27,12 @@ struct DeviceOptions: ParsableArguments {
     }
 
     /// The backend the options name; a GPU that cannot be used is reported as the driver's error.
-    func makeBackend() throws -> any Backend {
+    /// `deterministic` asks a GPU for batch-invariant kernels (`CUDABackend.deterministic`).
+    func makeBackend(deterministic: Bool = false) throws -> any Backend {
         switch try parsedDevice() {
         case .cpu: return CPUBackend()
-        case .cuda(let ordinal): return try CUDABackend(ordinal: ordinal, precision: CUDABackend.Precision(rawValue: precision) ?? .bf16)
+        case .cuda(let ordinal):
+            return try CUDABackend(ordinal: ordinal, precision: CUDABackend.Precision(rawValue: precision) ?? .bf16, deterministic: deterministic)
         }
     }
 }
