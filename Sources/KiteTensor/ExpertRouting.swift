@@ -110,3 +110,28 @@ public struct ExpertDispatch: @unchecked Sendable {
     /// Number of dispatched rows, `T * k`.
     public var rowCount: Int { tokenCount * topK }
 }
+
+extension ExpertDispatch {
+    /// The host half of `dispatch`: a stable counting sort of the (token, choice) pairs `choices` (i32 `[T * k]`,
+    /// token-major) by expert. Returns the rows each expert receives, `positions[t * k + j]` (the dispatched row
+    /// of choice j of token t) and `assignments[p]` (the choice dispatched row p holds); an expert outside
+    /// `0 ..< expertCount` is an error naming its position.
+    public static func sortByExpert(_ choices: [Int32], expertCount: Int) throws(KiteTensorError) -> (counts: [Int], positions: [Int32], assignments: [Int32]) {
+        var counts = [Int](repeating: 0, count: expertCount)
+        for (position, e) in choices.enumerated() {
+            guard e >= 0 && Int(e) < expertCount else {
+                throw .indexOutOfRange(operation: "dispatch", index: Int(e), limit: expertCount, position: position)
+            }
+            counts[Int(e)] += 1
+        }
+        var next = [Int](repeating: 0, count: expertCount)
+        for e in 1..<max(expertCount, 1) { next[e] = next[e - 1] + counts[e - 1] }
+        var positions = [Int32](repeating: 0, count: choices.count), assignments = [Int32](repeating: 0, count: choices.count)
+        for (choice, e) in choices.enumerated() {
+            positions[choice] = Int32(next[Int(e)])
+            assignments[next[Int(e)]] = Int32(choice)
+            next[Int(e)] += 1
+        }
+        return (counts, positions, assignments)
+    }
+}

@@ -240,23 +240,7 @@ extension CUDABackend {
             let (tokens, k, width) = (x.shape[0], experts.shape[1], x.shape[1])
             let x = try activation(x, "dispatch")
             // The one host round trip: group sizes must be host integers (they size the grouped products).
-            let choices = try download(experts).toInt32s()
-            var counts = [Int](repeating: 0, count: expertCount)
-            for (position, e) in choices.enumerated() {
-                guard e >= 0 && Int(e) < expertCount else {
-                    throw KiteTensorError.indexOutOfRange(operation: "dispatch", index: Int(e), limit: expertCount, position: position)
-                }
-                counts[Int(e)] += 1
-            }
-            var next = [Int](repeating: 0, count: expertCount)
-            for e in 1..<max(expertCount, 1) { next[e] = next[e - 1] + counts[e - 1] }
-            var assignments = [Int32](repeating: 0, count: tokens * k), positions = [Int32](repeating: 0, count: tokens * k)
-            for choice in 0..<(tokens * k) {
-                let e = Int(choices[choice])
-                positions[choice] = Int32(next[e])
-                assignments[next[e]] = Int32(choice)
-                next[e] += 1
-            }
+            let (counts, positions, assignments) = try ExpertDispatch.sortByExpert(try download(experts).toInt32s(), expertCount: expertCount)
             let sourceTokens = assignments.map { $0 / Int32(max(k, 1)) }
             let rows = try allocate([tokens * k, width], x.dtype)
             let plan = ExpertDispatch(

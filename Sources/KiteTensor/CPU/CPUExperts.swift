@@ -175,24 +175,9 @@ extension CPUBackend {
             throw KiteTensorError.shapeMismatch(operation: "dispatch", detail: "input \(x.shape), experts \(experts), \(expertCount) experts; expected [T, D], i32 [T, k]")
         }
         let (tokens, k, width) = (x.shape[0], experts.shape[1], x.shape[1])
-        let choices = experts.int32s
-        var counts = [Int](repeating: 0, count: expertCount)
-        for (position, e) in choices.enumerated() {
-            guard e >= 0 && Int(e) < expertCount else {
-                throw KiteTensorError.indexOutOfRange(operation: "dispatch", index: Int(e), limit: expertCount, position: position)
-            }
-            counts[Int(e)] += 1
-        }
-        var next = [Int](repeating: 0, count: expertCount)
-        for e in 1..<max(expertCount, 1) { next[e] = next[e - 1] + counts[e - 1] }
-        let assignments = Tensor(zeros: [tokens * k], dtype: .i32), positions = Tensor(zeros: [tokens * k], dtype: .i32)
-        let (pa, pp) = (assignments.int32s, positions.int32s)
-        for choice in 0..<(tokens * k) {
-            let e = Int(choices[choice])
-            pp[choice] = Int32(next[e])
-            pa[next[e]] = Int32(choice)
-            next[e] += 1
-        }
+        let (counts, positionList, assignmentList) = try ExpertDispatch.sortByExpert(Array(experts.int32s), expertCount: expertCount)
+        let assignments = Tensor(int32: assignmentList), positions = Tensor(int32: positionList)
+        let pa = assignments.int32s
         let rows = Tensor(uninitialized: [tokens * k, width])
         let (px, pr) = (x.floats.baseAddress!, rows.floats.baseAddress!)
         Parallel.forRanges(count: tokens * k, threads: rows.count < 1 << 16 ? 1 : threads) { range in
