@@ -51,6 +51,7 @@ struct BenchDecode: AsyncParsableCommand {
         let measured = try copyBandwidth(backend)
         let bytesPerSecond = bandwidth.map { $0 * 1e12 } ?? measured
         print("device-to-device copy: \(format(measured / 1e12)) TB/s (read + write); roofline at \(format(bytesPerSecond / 1e12)) TB/s")
+        print("read-only stream (XOR of 4 GB): \(format(try readBandwidth(backend) / 1e12)) TB/s")
         let config = try qwen3SmallConfig(layers: layers, vocabulary: vocabulary, hidden: hidden, intermediate: intermediate, heads: heads, kvHeads: kvHeads, headDim: headDim)
         // KITE_FUSED_INFERENCE=0: separate q/k/v and gate/up weights and the separate kernels (the version before fusion).
         let model = try randomModel(config, backend: backend).clone(matrixDType: .bf16, stackProjections: backend.fusesInference)
@@ -194,6 +195,23 @@ func randomModel(_ config: ModelConfig, backend: CUDABackend) throws -> Transfor
 }
 
 /// Bytes read plus written per second by a 1 GiB device-to-device copy, median of 10.
+/// Bytes per second of a kernel that only reads (`wordXorPartials` over 4 GB): how fast this GPU reads,
+/// the ceiling of decode attention, which reads the cache and writes almost nothing.
+func readBandwidth(_ backend: CUDABackend) throws -> Double {
+    let source = try backend.zeros([1 << 30], dtype: .f32)
+    try backend.fillNormal(source, seed: 4, standardDeviation: 1)
+    let start = try backend.context.makeEvent(), end = try backend.context.makeEvent()
+    var times: [Double] = []
+    for _ in 0..<12 {
+        try start.record(on: backend.context.stream)
+        _ = try backend.wordXorPartials(source)
+        try end.record(on: backend.context.stream)
+        try end.synchronize()
+        times.append(try end.milliseconds(since: start))
+    }
+    return Double(source.byteCount) / (times.dropFirst(2).sorted()[5] / 1000)
+}
+
 func copyBandwidth(_ backend: CUDABackend) throws -> Double {
     let count = 1 << 28
     let source = try backend.zeros([count], dtype: .f32), destination = try backend.zeros([count], dtype: .f32)

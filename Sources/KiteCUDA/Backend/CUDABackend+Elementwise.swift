@@ -261,6 +261,22 @@ extension CUDABackend {
     }
 
     /// Fills `x` with `mean + stddev * N(0, 1)` from a counter-based generator (benchmarks' random weights).
+    /// Per-block XORs of every 32-bit word of `x` (i32 `[blocks]`; XOR them for the whole buffer's): one read of
+    /// `x` and almost no writes, so timing it measures how fast this GPU reads (`kite bench decode` reports it
+    /// beside the roofline). `x` must be 16-byte aligned and a multiple of 16 bytes long.
+    public func wordXorPartials(_ x: Tensor) throws -> Tensor {
+        let x = try onDevice(x, "wordXorPartials")
+        guard address(x) % 16 == 0, x.byteCount % 16 == 0 else {
+            throw KiteTensorError.invalidArgument(operation: "wordXorPartials", detail: "\(x.byteCount) bytes at an address that is not 16-byte aligned, or not a multiple of 16 bytes")
+        }
+        let blocks = 8 * context.multiprocessorCount
+        let partials = try allocate([blocks], .i32)
+        var arguments = KernelArguments()
+        arguments.add(address(x)); arguments.add(int64: x.byteCount / 16); arguments.add(address(partials))
+        try launch(.elementwise, "kite_xor_words", LaunchShape(grid: blocks, block: 256), arguments)
+        return partials
+    }
+
     public func fillNormal(_ x: Tensor, seed: UInt64, mean: Float = 0, standardDeviation: Float) throws {
         try inPlaceTarget(x, "fillNormal")
         var arguments = KernelArguments()

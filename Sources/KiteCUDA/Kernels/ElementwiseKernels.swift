@@ -59,6 +59,28 @@ extern "C" __global__ void kite_scale(void* x, int dt, float factor, i64 n, int 
     GRID_STRIDE(t, n - n4 * 4) { i64 i = n4 * 4 + t; store_any(x, dt, i, load_any(x, dt, i) * factor); }
 }
 
+/// XOR of all 32-bit words of `groups` 16-byte groups, one partial per block: a read of the whole buffer with
+/// four independent 16-byte loads in flight per thread and one word written per block (a read-bandwidth probe).
+extern "C" __global__ void kite_xor_words(const uint4* __restrict__ data, i64 groups, unsigned* partials) {
+    unsigned acc = 0u;
+    const i64 stride = (i64)gridDim.x * blockDim.x;
+    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    for (; i + 3 * stride < groups; i += 4 * stride) {
+        const uint4 a = data[i], b = data[i + stride], c = data[i + 2 * stride], d = data[i + 3 * stride];
+        acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+    }
+    for (; i < groups; i += stride) { const uint4 a = data[i]; acc ^= a.x ^ a.y ^ a.z ^ a.w; }
+    for (int o = 16; o > 0; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+    __shared__ unsigned warps[32];
+    if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned r = 0u;
+        for (int w = 0; w < (int)((blockDim.x + 31) >> 5); ++w) r ^= warps[w];
+        partials[blockIdx.x] = r;
+    }
+}
+
 extern "C" __global__ void kite_fill(void* x, int dt, float value, i64 n, int vec) {
     i64 n4 = vec ? n / 4 : 0;
     GRID_STRIDE(q, n4) store4_any(x, dt, q, make_float4(value, value, value, value));

@@ -343,6 +343,14 @@ public struct OperationParity {
             let wide = try cuda.download(try cuda.cast(try cuda.upload(reference), to: .f32))
             results.append(ParityResult.compareBits("cast \(dtype) -> f32 (bits)", precision: precision, cuda: wide, cpu: reference.converted(to: .f32)))
         }
+        // The read-bandwidth probe of `kite bench decode` reads every word: its XOR equals the host's.
+        let probe = random([1_000_004], seed: 310, activation: false)
+        let partials = try cuda.download(try cuda.wordXorPartials(try cuda.upload(probe))).toInt32s()
+        let deviceXor = partials.reduce(UInt32(0)) { $0 ^ UInt32(bitPattern: $1) }
+        let hostXor = probe.toFloats().reduce(UInt32(0)) { $0 ^ $1.bitPattern }
+        results.append(ParityResult(name: "wordXorPartials 1,000,004 words (read probe)", precision: precision, maxAbsoluteError: deviceXor == hostXor ? 0 : 1,
+                                    relativeError: deviceXor == hostXor ? 0 : 1, tolerance: 0,
+                                    failure: deviceXor == hostXor ? nil : "XOR \(deviceXor) on the GPU, \(hostXor) on the host"))
         return results
     }
 
