@@ -4,6 +4,9 @@ import KiteEngine
 import KiteJSON
 import KiteModels
 import KiteTensor
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct BenchDecode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -64,11 +67,20 @@ struct BenchDecode: AsyncParsableCommand {
         // The decode attention kernel alone, one layer, at the run's average context.
         var attentionRows: [JSONValue] = []
         let averageContext = prompt + (newTokens + 1) / 2
+        // Every kernel variant at every batch size in the same run (the served one first, then the others).
+        let configured = getenv("KITE_DECODE_VARIANT").map { String(cString: $0) }
+        let served = configured ?? "plain"
         for batch in batchSizes {
-            let (milliseconds, bytes) = try attentionTime(backend, batch: batch, context: averageContext)
-            print("decode attention, batch \(batch), context \(averageContext): \(format(milliseconds * 1000)) us per layer, \(format(Double(bytes) / milliseconds / 1e9)) TB/s of cache read")
-            attentionRows.append(["batch": .int(batch), "context": .int(averageContext), "us": .double(milliseconds * 1000),
-                                  "tb_per_s": .double(Double(bytes) / milliseconds / 1e9)])
+            for variant in [served] + ["plain", "p2", "p4"].filter({ $0 != served }) {
+                setenv("KITE_DECODE_VARIANT", variant, 1)
+                defer {
+                    if let configured { setenv("KITE_DECODE_VARIANT", configured, 1) } else { unsetenv("KITE_DECODE_VARIANT") }
+                }
+                let (milliseconds, bytes) = try attentionTime(backend, batch: batch, context: averageContext)
+                print("decode attention (\(variant)\(variant == served ? ", served" : "")), batch \(batch), context \(averageContext): \(format(milliseconds * 1000)) us per layer, \(format(Double(bytes) / milliseconds / 1e9)) TB/s of cache read")
+                attentionRows.append(["batch": .int(batch), "context": .int(averageContext), "variant": .string(variant), "us": .double(milliseconds * 1000),
+                                      "tb_per_s": .double(Double(bytes) / milliseconds / 1e9)])
+            }
         }
 
         var rows: [JSONValue] = []

@@ -101,7 +101,7 @@ extension CUDABackend {
                 arguments.add(int: blockSize); arguments.add(int: kvHeads); arguments.add(int: splitKeys); arguments.add(int: splits)
                 arguments.add(scale * 1.4426950408889634); arguments.add(address(partial)); arguments.add(address(statistics))
                 arguments.add(address(output)); arguments.add(try dtypeCode(output.dtype, "pagedDecodeAttention"))
-                try launch(.decode, "kite_paged_decode_d\(headDim)_g\(group)",
+                try launch(.decode, "kite_paged_decode_\(DecodeAttentionKernels.variant)d\(headDim)_g\(group)",
                            LaunchShape(grid: (splits, kvHeads, batch), block: (DecodeAttentionKernels.threads, 1, 1)), arguments)
                 guard splits > 1 else { return output }
                 var combine = KernelArguments()

@@ -10,13 +10,23 @@
 ///
 /// Not batch-invariant (the split count follows the batch size); deterministic mode uses the gather path,
 /// which runs the training kernel.
-enum DecodeAttentionKernels {
+public enum DecodeAttentionKernels {
     /// Head sizes and group sizes with a kernel `kite_paged_decode_d<D>_g<G>`.
     static let headDims = [64, 128]
     static let groupSizes = [1, 2, 4, 8]
     static let threads = 128
-    /// Keys one block covers per step of its loop (4 warps, 4 unrolled loads).
+    /// Keys one block covers per step of its loop (4 warps, 4 unrolled loads; 2 in the `p2` variant, whose
+    /// splits are still rounded to 4 loads' worth of keys).
     static func keysPerStep(headDim: Int) -> Int { 4 * (32 / (headDim / 8)) * 4 }
+    /// The kernel name's variant prefix: `""` (loads then arithmetic each step), `"p2_"` or `"p4_"` (the next
+    /// step's 2 or 4 loads issued before this step's arithmetic). `KITE_DECODE_VARIANT=plain|p2|p4` picks one.
+    public static var variant: String {
+        switch environment("KITE_DECODE_VARIANT") {
+        case "p2": "p2_"
+        case "p4": "p4_"
+        default: ""
+        }
+    }
 
     static let source = #"""
 KD void unpack8(uint4 w, float* f) {
@@ -26,12 +36,32 @@ KD void unpack8(uint4 w, float* f) {
     f[6] = __uint_as_float(w.w << 16); f[7] = __uint_as_float(w.w & 0xffff0000u);
 }
 
-template <int D, int G>
+/// Key and value words of this lane's U keys of a step (zeros past `end`).
+template <int U>
+KD void load_step(uint4 (&kr)[U], uint4 (&vr)[U], int first, int KPB, int end, const int* __restrict__ tb, int blockSize,
+                  const unsigned short* __restrict__ Kc, const unsigned short* __restrict__ Vc, i64 slotStride, i64 headOffset) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int k = first + u * KPB;
+        if (k < end) {
+            const i64 slot = (i64)tb[k / blockSize] * blockSize + k % blockSize;
+            kr[u] = *(const uint4*)(Kc + slot * slotStride + headOffset);
+            vr[u] = *(const uint4*)(Vc + slot * slotStride + headOffset);
+        } else {
+            kr[u] = make_uint4(0u, 0u, 0u, 0u);
+            vr[u] = make_uint4(0u, 0u, 0u, 0u);
+        }
+    }
+}
+
+/// `PIPE`: the next step's loads are issued before this step's arithmetic (two steps of registers), so a
+/// warp always has reads in flight; without it a warp's reads stop while it computes.
+template <int D, int G, int U, bool PIPE>
 KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short* __restrict__ Kc,
                      const unsigned short* __restrict__ Vc, const int* __restrict__ table, int maxBlocks,
                      const int* __restrict__ ctx, int blockSize, int Hkv, int splitKeys, int splits,
                      float scale_log2, float* __restrict__ po, float* __restrict__ pml, void* __restrict__ out, int odt) {
-    constexpr int LK = D / 8, KPW = 32 / LK, NW = 4, U = 4, KPB = NW * KPW, NS = NW * KPW;
+    constexpr int LK = D / 8, KPW = 32 / LK, NW = 4, KPB = NW * KPW, NS = NW * KPW;
     __shared__ float sm[NS][G], sl[NS][G], sacc[NS][G][D];
     const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / LK, part = lane % LK;
@@ -55,20 +85,15 @@ KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short*
     const i64 slotStride = (i64)Hkv * D;
     const i64 headOffset = (i64)kvh * D + part * 8;
 
+    uint4 kr[U], vr[U];
+    if (PIPE) load_step<U>(kr, vr, start + warp * KPW + sub, KPB, end, tb, blockSize, Kc, Vc, slotStride, headOffset);
     // The loop bound is the same for every lane of a warp, so the shuffles below never diverge.
     for (int kw = start + warp * KPW; kw < end; kw += KPB * U) {
-        uint4 kr[U], vr[U];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int k = kw + sub + u * KPB;
-            if (k < end) {
-                const i64 slot = (i64)tb[k / blockSize] * blockSize + k % blockSize;
-                kr[u] = *(const uint4*)(Kc + slot * slotStride + headOffset);
-                vr[u] = *(const uint4*)(Vc + slot * slotStride + headOffset);
-            } else {
-                kr[u] = make_uint4(0u, 0u, 0u, 0u);
-                vr[u] = make_uint4(0u, 0u, 0u, 0u);
-            }
+        uint4 nk[U], nv[U];
+        if (PIPE) {
+            load_step<U>(nk, nv, kw + KPB * U + sub, KPB, end, tb, blockSize, Kc, Vc, slotStride, headOffset);
+        } else {
+            load_step<U>(kr, vr, kw + sub, KPB, end, tb, blockSize, Kc, Vc, slotStride, headOffset);
         }
         // Scores of the U keys first, then one softmax update per head for all of them: the running output
         // is rescaled once per U keys instead of once per key.
@@ -110,6 +135,10 @@ KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short*
             }
             m[g] = mx;
         }
+        if (PIPE) {
+#pragma unroll
+            for (int u = 0; u < U; ++u) { kr[u] = nk[u]; vr[u] = nv[u]; }
+        }
     }
 
     const int stream = warp * KPW + sub;
@@ -149,7 +178,15 @@ KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short*
 extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_d##D##_g##G( \
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
-    paged_decode<D, G>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }
+    paged_decode<D, G, 4, false>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
+extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_p2_d##D##_g##G( \
+    const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
+    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
+    paged_decode<D, G, 2, true>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
+extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_p4_d##D##_g##G( \
+    const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
+    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
+    paged_decode<D, G, 4, true>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }
 KITE_PAGED_DECODE(64, 1)
 KITE_PAGED_DECODE(64, 2)
 KITE_PAGED_DECODE(64, 4)

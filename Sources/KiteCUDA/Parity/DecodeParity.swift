@@ -36,11 +36,17 @@ extension OperationParity {
             let scale = 1 / Float(dim).squareRoot()
             let reference = try cpu.pagedAttention(query: query, keyCache: keys, valueCache: values, blockTables: tables, blockSize: blockSize,
                                                    contextLengths: contexts, queries: PackedSequences(lengths: contexts.map { _ in 1 }), scale: scale)
-            let result = try cuda.pagedDecodeAttention(
-                query: try device(query), keyCache: try device(keys), valueCache: try device(values),
-                blockTable: try cuda.upload(Tensor(int32: flat, shape: [contexts.count, width])),
-                contextLengths: try cuda.upload(Tensor(int32: contexts.map { Int32($0) })), blockSize: blockSize, maxContextLength: bound, scale: scale)
-            results.append(try compare(name, result, reference, tolerance: reductionTolerance))
+            // Each shape through every variant of the bf16 kernel (loads then arithmetic; the next step's loads
+            // issued first, 2 or 4 a step).
+            for variant in ["plain", "p2", "p4"] {
+                setenv("KITE_DECODE_VARIANT", variant, 1)
+                defer { unsetenv("KITE_DECODE_VARIANT") }
+                let result = try cuda.pagedDecodeAttention(
+                    query: try device(query), keyCache: try device(keys), valueCache: try device(values),
+                    blockTable: try cuda.upload(Tensor(int32: flat, shape: [contexts.count, width])),
+                    contextLengths: try cuda.upload(Tensor(int32: contexts.map { Int32($0) })), blockSize: blockSize, maxContextLength: bound, scale: scale)
+                results.append(try compare(variant == "plain" ? name : "\(name) (\(variant))", result, reference, tolerance: reductionTolerance))
+            }
         }
 
         results += try wideHeadChecks()
