@@ -71,7 +71,7 @@ struct BenchDecode: AsyncParsableCommand {
         let configured = getenv("KITE_DECODE_VARIANT").map { String(cString: $0) }
         let served = configured ?? "p4"
         for batch in batchSizes {
-            for variant in [served] + ["plain", "p4", "p8"].filter({ $0 != served }) {
+            for variant in [served] + ["plain", "p4"].filter({ $0 != served }) {
                 setenv("KITE_DECODE_VARIANT", variant, 1)
                 defer {
                     if let configured { setenv("KITE_DECODE_VARIANT", configured, 1) } else { unsetenv("KITE_DECODE_VARIANT") }

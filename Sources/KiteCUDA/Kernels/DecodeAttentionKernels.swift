@@ -15,20 +15,13 @@ public enum DecodeAttentionKernels {
     static let headDims = [64, 128]
     static let groupSizes = [1, 2, 4, 8]
     static let threads = 128
-    /// Keys one block covers per step of its loop: 4 warps, 8 loads (splits are rounded to this, which every
-    /// variant's step divides).
-    static func keysPerStep(headDim: Int) -> Int { 4 * (32 / (headDim / 8)) * 8 }
+    /// Keys one block covers per step of its loop (4 warps, 4 loads each).
+    static func keysPerStep(headDim: Int) -> Int { 4 * (32 / (headDim / 8)) * 4 }
     /// The kernel name's variant prefix. Served: `"p4_"`, the next step's 4 loads issued before this step's
     /// arithmetic, so a warp always has reads in flight (2.87 TB/s at B = 256 against 2.66 for loads then
-    /// arithmetic, same call on the H100; NOTES.md run 8). `KITE_DECODE_VARIANT=plain|p2|p4|p8` picks another.
-    public static var variant: String {
-        switch environment("KITE_DECODE_VARIANT") {
-        case "plain": ""
-        case "p2": "p2_"
-        case "p8": "p8_"
-        default: "p4_"
-        }
-    }
+    /// arithmetic, same call on the H100, where a read-only stream reaches 3.06; 2 or 8 loads a step measured
+    /// slower: NOTES.md run 8). `KITE_DECODE_VARIANT=plain` runs loads then arithmetic (the comparison baseline).
+    public static var variant: String { environment("KITE_DECODE_VARIANT") == "plain" ? "" : "p4_" }
 
     static let source = #"""
 KD void unpack8(uint4 w, float* f) {
@@ -181,18 +174,10 @@ extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_d##D##_g##G(
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
     paged_decode<D, G, 4, false>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
-extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_p2_d##D##_g##G( \
-    const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
-    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
-    paged_decode<D, G, 2, true>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
 extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_p4_d##D##_g##G( \
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
-    paged_decode<D, G, 4, true>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
-extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_p8_d##D##_g##G( \
-    const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
-    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
-    paged_decode<D, G, 8, true>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }
+    paged_decode<D, G, 4, true>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }
 KITE_PAGED_DECODE(64, 1)
 KITE_PAGED_DECODE(64, 2)
 KITE_PAGED_DECODE(64, 4)
