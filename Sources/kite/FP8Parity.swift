@@ -1,3 +1,4 @@
+import ArgumentParser
 import KiteCUDA
 import KiteJSON
 import KiteModels
@@ -35,10 +36,10 @@ struct FP8ModelParity {
             let sequences = (json["sequences"]?.arrayValue ?? []).map { ($0.arrayValue ?? []).compactMap(\.doubleValue).map { Int32($0) } }
             let expected = (json["logprobs"]?.arrayValue ?? []).map { ($0.arrayValue ?? []).compactMap(\.doubleValue).map(Float.init) }
             guard !sequences.isEmpty, sequences.count == expected.count else {
-                throw ValidationErrorMessage("\(fixture)/reference.json: expected 'sequences' and 'logprobs' of the same length")
+                throw ValidationError("\(fixture)/reference.json: expected 'sequences' and 'logprobs' of the same length")
             }
             let model = try Transformer.load(directory: directory, backend: cuda, options: options)
-            guard model.holdsQuantizedWeights else { throw ValidationErrorMessage("\(directory) loaded without fp8 weights") }
+            guard model.holdsQuantizedWeights else { throw ValidationError("\(directory) loaded without fp8 weights") }
             let packing = PackedSequences(lengths: sequences.map(\.count))
             func logprobs() throws -> (values: [Float], load: ExpertLoad) {
                 _ = model.takeExpertLoad()
@@ -77,10 +78,4 @@ struct FP8ModelParity {
         })
         return results
     }
-}
-
-/// A plain error message for checks that find their inputs malformed.
-struct ValidationErrorMessage: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
