@@ -21,14 +21,7 @@ extension CUDABackend {
     public func splitColumns(_ x: Tensor, widths: [Int], summingGroups: [Int]?) throws -> [Tensor] {
         try profiler.measure(.other) {
             let columns = x.shape.last ?? 0
-            guard x.rank >= 1, !widths.isEmpty, widths.allSatisfy({ $0 >= 0 }), widths.reduce(0, +) == columns else {
-                throw KiteTensorError.shapeMismatch(operation: "splitColumns", detail: "widths \(widths) for input \(x.shape)")
-            }
-            let rows = x.count / max(columns, 1)
-            let groups = summingGroups ?? Array(repeating: 1, count: widths.count)
-            guard groups.count == widths.count, groups.allSatisfy({ $0 >= 1 && rows % $0 == 0 }) else {
-                throw KiteTensorError.invalidArgument(operation: "splitColumns", detail: "summing groups \(groups) for \(rows) rows and \(widths.count) parts")
-            }
+            let (rows, groups) = try OperationShapes.columnSplit(x, widths: widths, summingGroups: summingGroups)
             let x = try onDevice(x, "splitColumns")
             let inputCode = try dtypeCode(x.dtype, "splitColumns"), outputCode = try dtypeCode(computeDType, "splitColumns")
             var parts: [Tensor] = []
@@ -344,25 +337,13 @@ extension CUDABackend {
     /// Rows, inner and output widths of a grouped product; checks every weight's shape and that weights of
     /// non-empty groups are floating-point.
     func groupedShape(_ x: Tensor, _ weights: [Tensor], _ sizes: [Int], _ transposed: Bool, _ operation: String) throws -> (n: Int, k: Int, m: Int) {
-        guard x.rank == 2, !weights.isEmpty, weights.count == sizes.count, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == x.shape[0] else {
-            throw KiteTensorError.shapeMismatch(operation: operation, detail: "input \(x.shape), \(weights.count) weights, group sizes summing to \(sizes.reduce(0, +))")
-        }
+        let shape = try OperationShapes.groupedProduct(x, weights, sizes, transposed: transposed, operation: operation)
         guard x.dtype.isFloatingPoint else {
             throw KiteTensorError.unsupportedDType(operation: operation, dtype: x.dtype, expected: "a floating-point input")
         }
-        let k = x.shape[1]
-        let first = weights[0].shape
-        guard first.count == 2 else { throw KiteTensorError.shapeMismatch(operation: operation, detail: "weight 0 has shape \(first), expected rank 2") }
-        let m = transposed ? first[0] : first[1]
-        let expected = transposed ? [m, k] : [k, m]
-        for (group, weight) in weights.enumerated() {
-            guard weight.shape == expected else {
-                throw KiteTensorError.shapeMismatch(operation: operation, detail: "weight \(group) has shape \(weight.shape), expected \(expected)")
-            }
-            if sizes[group] > 0 && !weight.dtype.isFloatingPoint {
-                throw KiteTensorError.unsupportedDType(operation: operation, dtype: weight.dtype, expected: "floating-point weight \(group)")
-            }
+        for (group, weight) in weights.enumerated() where sizes[group] > 0 && !weight.dtype.isFloatingPoint {
+            throw KiteTensorError.unsupportedDType(operation: operation, dtype: weight.dtype, expected: "floating-point weight \(group)")
         }
-        return (x.shape[0], k, m)
+        return shape
     }
 }

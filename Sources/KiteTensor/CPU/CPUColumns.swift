@@ -5,14 +5,7 @@ extension CPUBackend {
     public func splitColumns(_ x: Tensor, widths: [Int], summingGroups: [Int]?) throws -> [Tensor] {
         try requireFloat32(x, "splitColumns")
         let columns = x.shape.last ?? 0
-        guard x.rank >= 1, !widths.isEmpty, widths.allSatisfy({ $0 >= 0 }), widths.reduce(0, +) == columns else {
-            throw KiteTensorError.shapeMismatch(operation: "splitColumns", detail: "widths \(widths) for input \(x.shape)")
-        }
-        let rows = x.count / max(columns, 1)
-        let groups = summingGroups ?? Array(repeating: 1, count: widths.count)
-        guard groups.count == widths.count, groups.allSatisfy({ $0 >= 1 && rows % $0 == 0 }) else {
-            throw KiteTensorError.invalidArgument(operation: "splitColumns", detail: "summing groups \(groups) for \(rows) rows and \(widths.count) parts")
-        }
+        let (rows, groups) = try OperationShapes.columnSplit(x, widths: widths, summingGroups: summingGroups)
         let px = x.floats.baseAddress!
         var parts: [Tensor] = []
         var offset = 0

@@ -281,21 +281,9 @@ extension CPUBackend {
     /// Rows, inner and output widths of a grouped product; checks every weight's shape and, for non-empty
     /// groups, its dtype.
     func groupedShape(_ x: Tensor, _ weights: [Tensor], _ sizes: [Int], _ transposed: Bool, _ operation: String) throws -> (n: Int, k: Int, m: Int) {
-        guard x.rank == 2, !weights.isEmpty, weights.count == sizes.count, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == x.shape[0] else {
-            throw KiteTensorError.shapeMismatch(operation: operation, detail: "input \(x.shape), \(weights.count) weights, group sizes summing to \(sizes.reduce(0, +))")
-        }
-        let k = x.shape[1]
-        let first = weights[0].shape
-        guard first.count == 2 else { throw KiteTensorError.shapeMismatch(operation: operation, detail: "weight 0 has shape \(first), expected rank 2") }
-        let m = transposed ? first[0] : first[1]
-        let expected = transposed ? [m, k] : [k, m]
-        for (group, weight) in weights.enumerated() {
-            guard weight.shape == expected else {
-                throw KiteTensorError.shapeMismatch(operation: operation, detail: "weight \(group) has shape \(weight.shape), expected \(expected)")
-            }
-            if sizes[group] > 0 { try requireFloat32(weight, operation) }
-        }
-        return (x.shape[0], k, m)
+        let shape = try OperationShapes.groupedProduct(x, weights, sizes, transposed: transposed, operation: operation)
+        for (group, weight) in weights.enumerated() where sizes[group] > 0 { try requireFloat32(weight, operation) }
+        return shape
     }
 
     /// Runs `body(group, threads)` for every non-empty group: large groups one after another with every
