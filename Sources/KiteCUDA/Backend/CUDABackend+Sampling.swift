@@ -39,6 +39,7 @@ extension CUDABackend {
                 try launch(.head, "kite_sample_rows", LaunchShape(grid: rowsHere, block: SamplingKernels.threads), arguments)
             }
             let values = try download(results)
+            try externalProfilerWindow.stepFinished()
             let tokens = values.rawPointer.assumingMemoryBound(to: Int32.self)
             let logprobs = (values.rawPointer + count * 4).assumingMemoryBound(to: Float.self)
             return (0..<count).map { SampledToken(token: tokens[$0], logprob: logprobs[$0]) }

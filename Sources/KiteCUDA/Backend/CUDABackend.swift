@@ -36,6 +36,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public let memory: DeviceMemoryPool
     /// Per-family GPU time, when started.
     public let profiler: OpProfiler
+    /// Steps an external profiler records (`KITE_CUDA_PROFILE_STEPS`).
+    let externalProfilerWindow: ExternalProfilerWindow
     let kernels: KernelCache
     let blas: CUBLASLt
     let computeCopies = ComputeCopies()
@@ -79,6 +81,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         let strategy = allocator ?? environment("KITE_CUDA_ALLOCATOR").flatMap(DeviceMemoryPool.Strategy.init(rawValue:)) ?? .caching
         memory = try DeviceMemoryPool(context: context, strategy: strategy)
         profiler = OpProfiler(context: context)
+        externalProfilerWindow = ExternalProfilerWindow(driver: context.driver)
         kernels = KernelCache(context: context)
         blas = try CUBLASLt(driver: context.driver)
         useTF32 = environment("KITE_CUDA_TF32") == "1"

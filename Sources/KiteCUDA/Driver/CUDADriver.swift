@@ -56,6 +56,10 @@ final class CUDADriver: @unchecked Sendable {
     let cuGraphLaunch: @convention(c) (CUHandle?, CUHandle?) -> Int32
     let cuGraphExecDestroy: @convention(c) (CUHandle?) -> Int32
     let cuGraphDestroy: @convention(c) (CUHandle?) -> Int32
+    /// `cuProfilerStart` / `cuProfilerStop`: bracket what an external profiler started with
+    /// `--profile-from-start off` records (nil where the driver lacks them).
+    let cuProfilerStart: (@convention(c) () -> Int32)?
+    let cuProfilerStop: (@convention(c) () -> Int32)?
     let cuLaunchKernel: @convention(c) (
         CUHandle?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUHandle?,
         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
@@ -119,6 +123,8 @@ final class CUDADriver: @unchecked Sendable {
         cuGraphLaunch = try library.symbol("cuGraphLaunch")
         cuGraphExecDestroy = try library.symbol("cuGraphExecDestroy")
         cuGraphDestroy = try library.symbol("cuGraphDestroy")
+        cuProfilerStart = library.optionalSymbol("cuProfilerStart")
+        cuProfilerStop = library.optionalSymbol("cuProfilerStop")
         try check(cuInit(0), "cuInit")
     }
 
