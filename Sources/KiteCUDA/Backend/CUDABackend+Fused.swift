@@ -34,7 +34,14 @@ extension CUDABackend {
             arguments.add(address(weight))
             arguments.add(address(output)); arguments.add(try dtypeCode(output.dtype, "addRMSNorm"))
             arguments.add(int64: rows); arguments.add(int: width); arguments.add(epsilon)
-            arguments.add(Int32(normVectorized && rowVectorizable(width, output) ? 1 : 0))
+            let vectorized = normVectorized && rowVectorizable(width, output)
+            // Rows of up to 4096 4-wide elements are held in registers (one pass, all loads in flight), two
+            // rows a block so that a decode step's few rows still spread over the multiprocessors.
+            if vectorized, let pieces = NormKernels.addRMSNormRegisterPieces.first(where: { 128 * $0 >= width }) {
+                try launch(.norm, "kite_add_rmsnorm_r\(pieces)", LaunchShape(grid: (rows + 1) / 2, block: 64), arguments)
+                return output
+            }
+            arguments.add(Int32(vectorized ? 1 : 0))
             try launch(.norm, "kite_add_rmsnorm", LaunchShape(grid: (rows + 7) / 8, block: 256), arguments)
             return output
         }
@@ -88,15 +95,25 @@ extension CUDABackend {
             let slots = try requireInt32(slotIndices, "rotateAndCache", "slots")
             let query = try allocate([tokens, heads, headDim], computeDType)
             guard tokens > 0 else { return query }
+            let items = tokens * (heads + 2 * kvHeads)
             var arguments = KernelArguments()
             arguments.add(address(packed)); arguments.add(try dtypeCode(packed.dtype, "rotateAndCache"))
             arguments.add(projections.queryNorm.map(address) ?? 0); arguments.add(projections.keyNorm.map(address) ?? 0)
             arguments.add(projections.epsilon); arguments.add(address(cos)); arguments.add(address(sin))
-            arguments.add(int64: tokens); arguments.add(int: heads); arguments.add(int: kvHeads); arguments.add(int: headDim)
+            arguments.add(int64: tokens); arguments.add(int: heads); arguments.add(int: kvHeads)
+            // Head size 128, rows 4-wide: the register kernel (one load a lane, RoPE's partner by a shuffle).
+            if headDim == 128, norms.isEmpty || normVectorized, address(cos) % 16 == 0, address(sin) % 16 == 0,
+                [query, keyCache, valueCache].allSatisfy({ address($0) % 16 == 0 })
+            {
+                arguments.add(address(query)); arguments.add(address(keyCache)); arguments.add(address(valueCache))
+                arguments.add(try dtypeCode(keyCache.dtype, "rotateAndCache")); arguments.add(address(slots))
+                try launch(.norm, "kite_rotate_and_cache_d128", LaunchShape(grid: (items + 7) / 8, block: 256), arguments)
+                return query
+            }
+            arguments.add(int: headDim)
             arguments.add(Int32(normVectorized ? 1 : 0))
             arguments.add(address(query)); arguments.add(address(keyCache)); arguments.add(address(valueCache))
             arguments.add(try dtypeCode(keyCache.dtype, "rotateAndCache")); arguments.add(address(slots))
-            let items = tokens * (heads + 2 * kvHeads)
             try launch(.norm, "kite_rotate_and_cache", LaunchShape(grid: (items + 7) / 8, block: 256), arguments)
             return query
         }

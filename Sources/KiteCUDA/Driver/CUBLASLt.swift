@@ -168,11 +168,11 @@ final class CUBLASLt: @unchecked Sendable {
     /// steps) are tuned; training's large products keep the heuristic's first choice.
     static let tunedColumns = 512
     static let tuningEnabled = environment("KITE_CUBLASLT_TUNE") != "0"
-    static let candidateCount = 8
+    static let candidateCount = 16
 
     /// The cached plan of a shape; built on first use from the heuristic's best algorithm, or, given buffers
-    /// to run on (`tuneWith`, only for products that overwrite C), from the fastest of its first eight
-    /// candidates timed on them: for the thin products of decode steps the first choice often leaves most
+    /// to run on (`tuneWith`, only for products that overwrite C), from the fastest of its first sixteen
+    /// candidates timed on them (cold: `time`): for the thin products of decode steps the first choice often leaves most
     /// of the GPU idle.
     private func plan(
         for problem: Problem, tuneWith buffers: (CUDevicePointer, CUDevicePointer, CUDevicePointer, CUHandle?)? = nil,
@@ -225,10 +225,16 @@ final class CUBLASLt: @unchecked Sendable {
         }
         (plan.algorithm, plan.workspace) = load(0)
         if let (a, b, c, stream) = buffers, returned > 1 {
+            // The flush buffer lives while this shape is tuned; without room for it, candidates are timed warm.
+            var flush: CUDevicePointer = 0
+            let haveFlush = driver.cuMemAlloc(&flush, Self.flushBytes) == 0
+            defer { if haveFlush { _ = driver.cuMemFree(flush) } }
             var best = Double.infinity
             for index in 0..<Int(returned) {
                 let candidate = load(index)
-                guard candidate.workspace <= workspaceBytes, let time = try? time(plan, candidate, a: a, b: b, c: c, stream: stream), time < best else { continue }
+                guard candidate.workspace <= workspaceBytes,
+                    let time = try? time(plan, candidate, a: a, b: b, c: c, stream: stream, flush: haveFlush ? flush : nil), time < best
+                else { continue }
                 best = time
                 (plan.algorithm, plan.workspace) = candidate
             }
@@ -243,14 +249,24 @@ final class CUBLASLt: @unchecked Sendable {
         try check(cublasLtMatmulDescSetAttribute(description, 18, &b, 8), "cublasLtMatmulDescSetAttribute(B_SCALE_POINTER)")
     }
 
-    /// Milliseconds of three runs of `candidate` (after one untimed run), or nil if it fails.
-    private func time(_ plan: Plan, _ candidate: (algorithm: [UInt64], workspace: Int), a: CUDevicePointer, b: CUDevicePointer, c: CUDevicePointer, stream: CUHandle?) throws(CUDAError) -> Double? {
-        var start: CUHandle?, end: CUHandle?
-        try driver.check(driver.cuEventCreate(&start, 0), "cuEventCreate")
-        try driver.check(driver.cuEventCreate(&end, 0), "cuEventCreate")
-        defer {
-            _ = driver.cuEventDestroy(start)
-            _ = driver.cuEventDestroy(end)
+    /// Bytes written between timed runs to push the operands out of L2 (twice the H100's 50 MB), so that
+    /// candidates are compared on cold weights as a decode step reads them: every layer's weights are read once
+    /// a step and the attention between them streams far more than L2 holds. Timed warm, a candidate that
+    /// re-reads its operands from L2 wins and then runs slower in the step.
+    static let flushBytes = 96 << 20
+
+    /// Milliseconds of three runs of `candidate` (after one untimed run), each after an L2 flush that is not
+    /// timed, or nil if it fails.
+    private func time(
+        _ plan: Plan, _ candidate: (algorithm: [UInt64], workspace: Int), a: CUDevicePointer, b: CUDevicePointer, c: CUDevicePointer,
+        stream: CUHandle?, flush: CUDevicePointer?
+    ) throws(CUDAError) -> Double? {
+        var events: [CUHandle?] = []
+        defer { for event in events { _ = driver.cuEventDestroy(event) } }
+        for _ in 0..<6 {
+            var event: CUHandle?
+            try driver.check(driver.cuEventCreate(&event, 0), "cuEventCreate")
+            events.append(event)
         }
         var alpha: Float = 1, beta: Float = 0
         func run() -> Int32 {
@@ -263,13 +279,20 @@ final class CUBLASLt: @unchecked Sendable {
             }
         }
         guard run() == 0 else { return nil }
-        try driver.check(driver.cuEventRecord(start, stream), "cuEventRecord")
-        for _ in 0..<3 where run() != 0 { return nil }
-        try driver.check(driver.cuEventRecord(end, stream), "cuEventRecord")
-        try driver.check(driver.cuEventSynchronize(end), "cuEventSynchronize")
-        var milliseconds: Float = 0
-        try driver.check(driver.cuEventElapsedTime(&milliseconds, start, end), "cuEventElapsedTime")
-        return Double(milliseconds)
+        for index in 0..<3 {
+            if let flush { try driver.check(driver.cuMemsetD8Async(flush, UInt8(index), Self.flushBytes, stream), "cuMemsetD8Async(L2 flush)") }
+            try driver.check(driver.cuEventRecord(events[2 * index], stream), "cuEventRecord")
+            guard run() == 0 else { return nil }
+            try driver.check(driver.cuEventRecord(events[2 * index + 1], stream), "cuEventRecord")
+        }
+        try driver.check(driver.cuEventSynchronize(events[5]), "cuEventSynchronize")
+        var total = 0.0
+        for index in 0..<3 {
+            var milliseconds: Float = 0
+            try driver.check(driver.cuEventElapsedTime(&milliseconds, events[2 * index], events[2 * index + 1]), "cuEventElapsedTime")
+            total += Double(milliseconds)
+        }
+        return total
     }
 
     private func layout(_ type: DataType, _ rows: Int, _ cols: Int, _ ld: Int, _ batch: Int, _ stride: Int) throws(CUDAError) -> OpaquePointer {

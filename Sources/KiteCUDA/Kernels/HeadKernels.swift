@@ -34,18 +34,52 @@ KD void state_merge(SoftmaxState& a, SoftmaxState b) {
     a.m = m;
 }
 
-/// The statistics of one row of z = logits / T over the whole block (every thread gets them).
-KD SoftmaxState row_state(const float* z, int V, float T, int vec) {
+KD void argmax_push(float v, int j, float& bv, int& bi) {
+    if (v > bv) { bv = v; bi = j; }
+}
+
+/// The statistics of one row of z = logits / T over the whole block (every thread gets them). Thread i
+/// pushes elements i, i + blockDim, ... in that order (4-wide pieces with `vec`), four pieces' loads issued
+/// together so that a thread keeps reads in flight; the order of pushes, and so every bit, is that of a
+/// plain loop. With ARGMAX, each thread also keeps the first index of its largest raw logit (bv, bi), for
+/// the caller to reduce.
+template <bool ARGMAX>
+KD SoftmaxState row_state_scan(const float* z, int V, float T, int vec, float& bv, int& bi) {
     __shared__ float sm[32], ss[32], sw[32];
     SoftmaxState st; st.m = NEG_INF; st.s = 0.0f; st.w = 0.0f;
+    bv = NEG_INF; bi = 0x7fffffff;
     if (vec) {
         const float4* z4 = (const float4*)z;
-        for (int q = threadIdx.x; q < V / 4; q += blockDim.x) {
+        const int n4 = V / 4, B = blockDim.x;
+        int q = threadIdx.x;
+        for (; q + 3 * B < n4; q += 4 * B) {
+            float4 v[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) v[u] = z4[q + u * B];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                state_push(st, v[u].x / T); state_push(st, v[u].y / T); state_push(st, v[u].z / T); state_push(st, v[u].w / T);
+                if (ARGMAX) {
+                    const int j = 4 * (q + u * B);
+                    argmax_push(v[u].x, j, bv, bi); argmax_push(v[u].y, j + 1, bv, bi);
+                    argmax_push(v[u].z, j + 2, bv, bi); argmax_push(v[u].w, j + 3, bv, bi);
+                }
+            }
+        }
+        for (; q < n4; q += B) {
             float4 v = z4[q];
             state_push(st, v.x / T); state_push(st, v.y / T); state_push(st, v.z / T); state_push(st, v.w / T);
+            if (ARGMAX) {
+                argmax_push(v.x, 4 * q, bv, bi); argmax_push(v.y, 4 * q + 1, bv, bi);
+                argmax_push(v.z, 4 * q + 2, bv, bi); argmax_push(v.w, 4 * q + 3, bv, bi);
+            }
         }
     } else {
-        for (int j = threadIdx.x; j < V; j += blockDim.x) state_push(st, z[j] / T);
+        for (int j = threadIdx.x; j < V; j += blockDim.x) {
+            const float v = z[j];
+            state_push(st, v / T);
+            if (ARGMAX) argmax_push(v, j, bv, bi);
+        }
     }
     for (int o = 16; o > 0; o >>= 1) {
         SoftmaxState other;
@@ -67,6 +101,12 @@ KD SoftmaxState row_state(const float* z, int V, float T, int vec) {
         state_merge(st, other);
     }
     return st;
+}
+
+KD SoftmaxState row_state(const float* z, int V, float T, int vec) {
+    float bv;
+    int bi;
+    return row_state_scan<false>(z, V, T, vec, bv, bi);
 }
 
 /// Per row: logprob of its target (0 for target -1) and entropy. err gets the smallest bad row.

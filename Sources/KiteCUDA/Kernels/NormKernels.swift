@@ -4,6 +4,8 @@
 enum NormKernels {
     /// The widest head `kite_rotate_and_cache` takes (its per-warp row buffer; `ROTATE_MAX_D` in the source).
     static let rotateMaxHeadDim = 256
+    /// 4-element pieces per lane of the register-held `kite_add_rmsnorm_r<P>` kernels (rows of 128 P).
+    static let addRMSNormRegisterPieces = [8, 16, 32]
 
     static let source = #"""
 /// 1 / rms of the row of D elements at element `base`, by the warp (lane l sums elements l, l + 32, ...; with
@@ -68,6 +70,57 @@ extern "C" __global__ void kite_add_rmsnorm(const void* x, int xdt, void* target
     normalize_row(target, tdt, w, y, ydt, base, D, r, vec);
 }
 
+/// kite_add_rmsnorm with the row held in registers, for 4-wide rows of at most 128 P elements: every load of
+/// the row is issued at once and the norm reads the sums from registers instead of memory (rounded to
+/// target's dtype as the store does), with kite_add_rmsnorm's order of sums, so the same bits in one pass.
+/// One warp per row.
+template <int P>
+KD void add_rmsnorm_registers(const void* x, int xdt, void* target, int tdt, const float* w, void* y, int ydt,
+                              i64 rows, int D, float eps) {
+    const i64 row = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int pieces = D / 4;
+    const i64 q0 = row * pieces;
+    float4 v[P];
+#pragma unroll
+    for (int k = 0; k < P; ++k) {
+        const int q = lane + 32 * k;
+        if (q < pieces) {
+            const float4 t = load4_any(target, tdt, q0 + q), a = load4_any(x, xdt, q0 + q);
+            v[k] = make_float4(round_as(tdt, t.x + a.x), round_as(tdt, t.y + a.y), round_as(tdt, t.z + a.z), round_as(tdt, t.w + a.w));
+        }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < P; ++k) {
+        const int q = lane + 32 * k;
+        if (q < pieces) {
+            store4_any(target, tdt, q0 + q, v[k]);
+            ss = add_squares4(ss, v[k]);
+        }
+    }
+    const float r = rms_inverse(warp_sum(ss), D, eps);
+#pragma unroll
+    for (int k = 0; k < P; ++k) {
+        const int q = lane + 32 * k;
+        if (q < pieces) {
+            const float4 g = ((const float4*)w)[q];
+            store4_any(y, ydt, q0 + q, make_float4(rms_scale(g.x, v[k].x, r), rms_scale(g.y, v[k].y, r),
+                                                   rms_scale(g.z, v[k].z, r), rms_scale(g.w, v[k].w, r)));
+        }
+    }
+}
+
+#define KITE_ADD_RMSNORM_REGISTERS(P)                                                                                 \
+extern "C" __global__ void __launch_bounds__(64) kite_add_rmsnorm_r##P(                                              \
+    const void* x, int xdt, void* target, int tdt, const float* w, void* y, int ydt, i64 rows, int D, float eps) {   \
+    add_rmsnorm_registers<P>(x, xdt, target, tdt, w, y, ydt, rows, D, eps);                                           \
+}
+KITE_ADD_RMSNORM_REGISTERS(8)
+KITE_ADD_RMSNORM_REGISTERS(16)
+KITE_ADD_RMSNORM_REGISTERS(32)
+
 /// Attention inputs of a cached forward from one product's rows qkv [T, (Hq + 2 Hkv) * D] (query heads, key
 /// heads, value heads): one warp per (token, head). Query and key heads get the per-head RMSNorm (when qw /
 /// kw are given; `vec` as kite_rmsnorm would use for these rows) rounded to the activation dtype `adt`, as
@@ -114,6 +167,52 @@ extern "C" __global__ void __launch_bounds__(256) kite_rotate_and_cache(
             store_any(kcache, cdt, to + i, first);
             store_any(kcache, cdt, to + half + i, second);
         }
+    }
+}
+
+/// kite_rotate_and_cache for D = 128 with 4-wide rows: lane l holds elements 4l ..< 4l + 4 of its (token,
+/// head) row in registers (one 8-byte load of a bf16 row), the norm is kite_rmsnorm's 4-wide order (one piece
+/// a lane), and RoPE's partner of element i < 64 (i + 64) sits in lane l ^ 16, fetched by a shuffle. Each
+/// lane computes the pair rotation of its own elements with the same arguments as the general kernel, so the
+/// same bits. Requires `vec` whenever a norm weight is given, and 16-byte aligned cos / sin.
+extern "C" __global__ void __launch_bounds__(256) kite_rotate_and_cache_d128(
+    const void* qkv, int adt, const float* qw, const float* kw, float eps, const float* cosp, const float* sinp,
+    i64 T, int Hq, int Hkv, void* q_out, void* kcache, void* vcache, int cdt, const int* slots) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int H = Hq + 2 * Hkv;
+    const i64 item = (i64)blockIdx.x * 8 + warp;
+    if (item >= T * H) return;
+    const i64 t = item / H;
+    const int h = (int)(item - t * H);
+    const i64 slot = (i64)slots[t];
+    const float4 v = load4_any(qkv, adt, item * 32 + lane);
+    if (h >= Hq + Hkv) {
+        store4_any(vcache, cdt, (slot * Hkv + (h - Hq - Hkv)) * 32 + lane, v);
+        return;
+    }
+    const float* w = h < Hq ? qw : kw;
+    float4 n = v;
+    if (w) {
+        const float r = rms_inverse(warp_sum(add_squares4(0.0f, v)), 128, eps);
+        const float4 g = ((const float4*)w)[lane];
+        n = make_float4(round_as(adt, rms_scale(g.x, v.x, r)), round_as(adt, rms_scale(g.y, v.y, r)),
+                        round_as(adt, rms_scale(g.z, v.z, r)), round_as(adt, rms_scale(g.w, v.w, r)));
+    }
+    const float4 p = make_float4(__shfl_xor_sync(0xffffffffu, n.x, 16), __shfl_xor_sync(0xffffffffu, n.y, 16),
+                                 __shfl_xor_sync(0xffffffffu, n.z, 16), __shfl_xor_sync(0xffffffffu, n.w, 16));
+    const bool first = lane < 16;
+    const float4 c = ((const float4*)cosp)[t * 16 + (lane & 15)], s = ((const float4*)sinp)[t * 16 + (lane & 15)];
+    // Lanes of the first half hold a (x[i]) and take o.x; lanes of the second half hold b (x[i + 64]) and take o.y.
+    const float2 r0 = first ? rope_rotate(n.x, p.x, c.x, s.x) : rope_rotate(p.x, n.x, c.x, s.x);
+    const float2 r1 = first ? rope_rotate(n.y, p.y, c.y, s.y) : rope_rotate(p.y, n.y, c.y, s.y);
+    const float2 r2 = first ? rope_rotate(n.z, p.z, c.z, s.z) : rope_rotate(p.z, n.z, c.z, s.z);
+    const float2 r3 = first ? rope_rotate(n.w, p.w, c.w, s.w) : rope_rotate(p.w, n.w, c.w, s.w);
+    const float4 o = first ? make_float4(round_as(adt, r0.x), round_as(adt, r1.x), round_as(adt, r2.x), round_as(adt, r3.x))
+                           : make_float4(round_as(adt, r0.y), round_as(adt, r1.y), round_as(adt, r2.y), round_as(adt, r3.y));
+    if (h < Hq) {
+        store4_any(q_out, adt, (t * Hq + h) * 32 + lane, o);
+    } else {
+        store4_any(kcache, cdt, (slot * Hkv + (h - Hq)) * 32 + lane, o);
     }
 }
 

@@ -39,17 +39,14 @@ extern "C" __global__ void kite_sample_rows(const float* logits, i64 ld, int V, 
     const float T0 = (float)p[0];
     const bool greedy = T0 == 0.0f;
     const float T = greedy ? 1.0f : T0;
-    SoftmaxState st = row_state(z, V, T, vec);
+    // The statistics and, in the same pass, each thread's first index of its largest logit.
+    float bv;
+    int bi;
+    SoftmaxState st = row_state_scan<true>(z, V, T, vec, bv, bi);
     const float lse = st.m + logf(st.s);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 
-    // The first index of the largest logit.
-    float bv = NEG_INF;
-    int bi = 0x7fffffff;
-    for (int j = threadIdx.x; j < V; j += blockDim.x) {
-        float v = z[j];
-        if (v > bv) { bv = v; bi = j; }
-    }
+    // The first index of the largest logit over the block.
     for (int o = 16; o > 0; o >>= 1) {
         float ov = __shfl_xor_sync(0xffffffffu, bv, o);
         int oi = __shfl_xor_sync(0xffffffffu, bi, o);

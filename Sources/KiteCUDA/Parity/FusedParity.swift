@@ -15,8 +15,9 @@ extension OperationParity {
 
     func addRMSNormChecks() throws -> [ParityResult] {
         var results: [ParityResult] = []
-        // 1024 wide (4-wide reads), and 22 wide (element by element).
-        for (index, shape) in [[33, 1024], [5, 22]].enumerated() {
+        // Rows held in registers (1024, 2048 and 4096 wide: 8, 16 and 32 pieces a lane), 5120 wide (4-wide
+        // reads in a loop), and 22 wide (element by element).
+        for (index, shape) in [[33, 1024], [5, 22], [3, 2048], [2, 4096], [2, 5120]].enumerated() {
             let label = "addRMSNorm \(shape.map(String.init).joined(separator: "x"))"
             let width = shape[1]
             let x = random(shape, seed: 900 + UInt64(index)), target = random(shape, scale: 2, seed: 910 + UInt64(index))
@@ -52,13 +53,13 @@ extension OperationParity {
         return results
     }
 
-    /// Qwen3's shape (per-head norms, head size 128) and llama's (no norms, head size 64), tokens stored in
-    /// scattered slots.
+    /// Qwen3's shape (per-head norms, head size 128), head size 128 without norms (both on the register
+    /// kernel) and llama's (no norms, head size 64, the general kernel), tokens stored in scattered slots.
     func rotateAndCacheChecks() throws -> [ParityResult] {
         var results: [ParityResult] = []
         let (tokens, slotCount) = (9, 64)
         let slots: [Int32] = [63, 0, 17, 18, 40, 5, 33, 34, 2]
-        for (index, (heads, kvHeads, dim, norms)) in [(4, 2, 128, true), (6, 2, 64, false)].enumerated() {
+        for (index, (heads, kvHeads, dim, norms)) in [(4, 2, 128, true), (6, 2, 64, false), (2, 1, 128, false)].enumerated() {
             let label = "rotateAndCache \(heads)/\(kvHeads) heads of \(dim)\(norms ? " with q/k norms" : "")"
             let seed = 940 + UInt64(index) * 10
             let projections = random([tokens, (heads + 2 * kvHeads) * dim], scale: 2, seed: seed)
