@@ -33,14 +33,19 @@ extension CUDABackend {
             arguments.add(address(target)); arguments.add(try dtypeCode(target.dtype, "addRMSNorm"))
             arguments.add(address(weight))
             arguments.add(address(output)); arguments.add(try dtypeCode(output.dtype, "addRMSNorm"))
-            arguments.add(int64: rows); arguments.add(int: width); arguments.add(epsilon)
             let vectorized = normVectorized && rowVectorizable(width, output)
-            // Rows of up to 4096 4-wide elements are held in registers (one pass, all loads in flight), two
-            // rows a block so that a decode step's few rows still spread over the multiprocessors.
-            if vectorized, let pieces = NormKernels.addRMSNormRegisterPieces.first(where: { 128 * $0 >= width }) {
-                try launch(.norm, "kite_add_rmsnorm_r\(pieces)", LaunchShape(grid: (rows + 1) / 2, block: 64), arguments)
+            // bf16 rows of up to 2048 are held in registers (one round trip, all loads in flight), two rows a
+            // block so that a decode step's few rows still spread over the multiprocessors.
+            if vectorized, [x, target, output].allSatisfy({ $0.dtype == .bf16 }),
+                let pieces = NormKernels.addRMSNormRegisterPieces.first(where: { 128 * $0 >= width })
+            {
+                var registers = KernelArguments()
+                registers.add(address(x)); registers.add(address(target)); registers.add(address(weight)); registers.add(address(output))
+                registers.add(int64: rows); registers.add(int: width); registers.add(epsilon)
+                try launch(.norm, "kite_add_rmsnorm_bf16_r\(pieces)", LaunchShape(grid: (rows + 1) / 2, block: 64), registers)
                 return output
             }
+            arguments.add(int64: rows); arguments.add(int: width); arguments.add(epsilon)
             arguments.add(Int32(vectorized ? 1 : 0))
             try launch(.norm, "kite_add_rmsnorm", LaunchShape(grid: (rows + 7) / 8, block: 256), arguments)
             return output

@@ -168,10 +168,10 @@ final class CUBLASLt: @unchecked Sendable {
     /// steps) are tuned; training's large products keep the heuristic's first choice.
     static let tunedColumns = 512
     static let tuningEnabled = environment("KITE_CUBLASLT_TUNE") != "0"
-    static let candidateCount = 16
+    static let candidateCount = 8
 
     /// The cached plan of a shape; built on first use from the heuristic's best algorithm, or, given buffers
-    /// to run on (`tuneWith`, only for products that overwrite C), from the fastest of its first sixteen
+    /// to run on (`tuneWith`, only for products that overwrite C), from the fastest of its first eight
     /// candidates timed on them (cold: `time`): for the thin products of decode steps the first choice often leaves most
     /// of the GPU idle.
     private func plan(

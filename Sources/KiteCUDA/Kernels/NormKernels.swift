@@ -4,8 +4,8 @@
 enum NormKernels {
     /// The widest head `kite_rotate_and_cache` takes (its per-warp row buffer; `ROTATE_MAX_D` in the source).
     static let rotateMaxHeadDim = 256
-    /// 4-element pieces per lane of the register-held `kite_add_rmsnorm_r<P>` kernels (rows of 128 P).
-    static let addRMSNormRegisterPieces = [8, 16, 32]
+    /// 4-element pieces per lane of the register-held `kite_add_rmsnorm_bf16_r<P>` kernels (rows of 128 P).
+    static let addRMSNormRegisterPieces = [8, 16]
 
     static let source = #"""
 /// 1 / rms of the row of D elements at element `base`, by the warp (lane l sums elements l, l + 32, ...; with
@@ -70,33 +70,44 @@ extern "C" __global__ void kite_add_rmsnorm(const void* x, int xdt, void* target
     normalize_row(target, tdt, w, y, ydt, base, D, r, vec);
 }
 
-/// kite_add_rmsnorm with the row held in registers, for 4-wide rows of at most 128 P elements: every load of
-/// the row is issued at once and the norm reads the sums from registers instead of memory (rounded to
-/// target's dtype as the store does), with kite_add_rmsnorm's order of sums, so the same bits in one pass.
-/// One warp per row.
+KD float4 bf16x4_to_f32(uint2 w) {
+    return make_float4(__uint_as_float(w.x << 16), __uint_as_float(w.x & 0xffff0000u),
+                       __uint_as_float(w.y << 16), __uint_as_float(w.y & 0xffff0000u));
+}
+KD uint2 f32x4_to_bf16(float4 v) {
+    return make_uint2((unsigned)f32_to_bf16(v.x) | ((unsigned)f32_to_bf16(v.y) << 16),
+                      (unsigned)f32_to_bf16(v.z) | ((unsigned)f32_to_bf16(v.w) << 16));
+}
+
+/// kite_add_rmsnorm for bf16 x, target and output with the row held in registers, for rows of at most 128 P
+/// elements: every load of the row (x, target and the norm's weight) is issued before the first is used, and
+/// the norm reads the rounded sums from registers instead of memory. kite_add_rmsnorm's order of sums, so
+/// the same bits in one round trip to memory instead of three. One warp per row.
 template <int P>
-KD void add_rmsnorm_registers(const void* x, int xdt, void* target, int tdt, const float* w, void* y, int ydt,
-                              i64 rows, int D, float eps) {
+KD void add_rmsnorm_bf16(const uint2* __restrict__ x, uint2* target, const float4* __restrict__ w, uint2* __restrict__ y,
+                         i64 rows, int D, float eps) {
     const i64 row = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
     if (row >= rows) return;
     const int pieces = D / 4;
     const i64 q0 = row * pieces;
-    float4 v[P];
+    uint2 tw[P], xw[P];
+    float4 g[P];
 #pragma unroll
     for (int k = 0; k < P; ++k) {
         const int q = lane + 32 * k;
-        if (q < pieces) {
-            const float4 t = load4_any(target, tdt, q0 + q), a = load4_any(x, xdt, q0 + q);
-            v[k] = make_float4(round_as(tdt, t.x + a.x), round_as(tdt, t.y + a.y), round_as(tdt, t.z + a.z), round_as(tdt, t.w + a.w));
-        }
+        if (q < pieces) { tw[k] = target[q0 + q]; xw[k] = x[q0 + q]; g[k] = w[q]; }
     }
+    float4 v[P];
     float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < P; ++k) {
         const int q = lane + 32 * k;
         if (q < pieces) {
-            store4_any(target, tdt, q0 + q, v[k]);
+            const float4 t = bf16x4_to_f32(tw[k]), a = bf16x4_to_f32(xw[k]);
+            const uint2 sum = f32x4_to_bf16(make_float4(t.x + a.x, t.y + a.y, t.z + a.z, t.w + a.w));
+            target[q0 + q] = sum;
+            v[k] = bf16x4_to_f32(sum);
             ss = add_squares4(ss, v[k]);
         }
     }
@@ -105,21 +116,19 @@ KD void add_rmsnorm_registers(const void* x, int xdt, void* target, int tdt, con
     for (int k = 0; k < P; ++k) {
         const int q = lane + 32 * k;
         if (q < pieces) {
-            const float4 g = ((const float4*)w)[q];
-            store4_any(y, ydt, q0 + q, make_float4(rms_scale(g.x, v[k].x, r), rms_scale(g.y, v[k].y, r),
-                                                   rms_scale(g.z, v[k].z, r), rms_scale(g.w, v[k].w, r)));
+            y[q0 + q] = f32x4_to_bf16(make_float4(rms_scale(g[k].x, v[k].x, r), rms_scale(g[k].y, v[k].y, r),
+                                                  rms_scale(g[k].z, v[k].z, r), rms_scale(g[k].w, v[k].w, r)));
         }
     }
 }
 
-#define KITE_ADD_RMSNORM_REGISTERS(P)                                                                                 \
-extern "C" __global__ void __launch_bounds__(64) kite_add_rmsnorm_r##P(                                              \
-    const void* x, int xdt, void* target, int tdt, const float* w, void* y, int ydt, i64 rows, int D, float eps) {   \
-    add_rmsnorm_registers<P>(x, xdt, target, tdt, w, y, ydt, rows, D, eps);                                           \
+#define KITE_ADD_RMSNORM_BF16(P)                                                                                      \
+extern "C" __global__ void __launch_bounds__(64) kite_add_rmsnorm_bf16_r##P(                                         \
+    const uint2* x, uint2* target, const float4* w, uint2* y, i64 rows, int D, float eps) {                           \
+    add_rmsnorm_bf16<P>(x, target, w, y, rows, D, eps);                                                               \
 }
-KITE_ADD_RMSNORM_REGISTERS(8)
-KITE_ADD_RMSNORM_REGISTERS(16)
-KITE_ADD_RMSNORM_REGISTERS(32)
+KITE_ADD_RMSNORM_BF16(8)
+KITE_ADD_RMSNORM_BF16(16)
 
 /// Attention inputs of a cached forward from one product's rows qkv [T, (Hq + 2 Hkv) * D] (query heads, key
 /// heads, value heads): one warp per (token, head). Query and key heads get the per-head RMSNorm (when qw /
@@ -184,24 +193,27 @@ extern "C" __global__ void __launch_bounds__(256) kite_rotate_and_cache_d128(
     if (item >= T * H) return;
     const i64 t = item / H;
     const int h = (int)(item - t * H);
-    const i64 slot = (i64)slots[t];
+    // Every load first (row, slot, cos / sin and the norm's weight), so that a warp waits for memory once.
+    const float* w = h < Hq ? qw : kw;
+    const bool value = h >= Hq + Hkv;
     const float4 v = load4_any(qkv, adt, item * 32 + lane);
-    if (h >= Hq + Hkv) {
+    const i64 slot = h >= Hq ? (i64)slots[t] : 0;
+    const float4 c = value ? v : ((const float4*)cosp)[t * 16 + (lane & 15)];
+    const float4 s = value ? v : ((const float4*)sinp)[t * 16 + (lane & 15)];
+    const float4 g = w && !value ? ((const float4*)w)[lane] : v;
+    if (value) {
         store4_any(vcache, cdt, (slot * Hkv + (h - Hq - Hkv)) * 32 + lane, v);
         return;
     }
-    const float* w = h < Hq ? qw : kw;
     float4 n = v;
     if (w) {
         const float r = rms_inverse(warp_sum(add_squares4(0.0f, v)), 128, eps);
-        const float4 g = ((const float4*)w)[lane];
         n = make_float4(round_as(adt, rms_scale(g.x, v.x, r)), round_as(adt, rms_scale(g.y, v.y, r)),
                         round_as(adt, rms_scale(g.z, v.z, r)), round_as(adt, rms_scale(g.w, v.w, r)));
     }
     const float4 p = make_float4(__shfl_xor_sync(0xffffffffu, n.x, 16), __shfl_xor_sync(0xffffffffu, n.y, 16),
                                  __shfl_xor_sync(0xffffffffu, n.z, 16), __shfl_xor_sync(0xffffffffu, n.w, 16));
     const bool first = lane < 16;
-    const float4 c = ((const float4*)cosp)[t * 16 + (lane & 15)], s = ((const float4*)sinp)[t * 16 + (lane & 15)];
     // Lanes of the first half hold a (x[i]) and take o.x; lanes of the second half hold b (x[i + 64]) and take o.y.
     const float2 r0 = first ? rope_rotate(n.x, p.x, c.x, s.x) : rope_rotate(p.x, n.x, c.x, s.x);
     const float2 r1 = first ? rope_rotate(n.y, p.y, c.y, s.y) : rope_rotate(p.y, n.y, c.y, s.y);
