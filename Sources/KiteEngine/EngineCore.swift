@@ -657,11 +657,32 @@ final class EngineCore {
     }
 
     private func decodeHidden(_ plan: DecodePlan, blockSize: Int) throws -> Tensor {
+        let batch = plan.key.batch
+        guard options.enableTwoBatchOverlap, !options.disableCUDAGraph, batch >= max(options.twoBatchOverlapMinimumBatch, 2), batch % 2 == 0 else {
+            return try decodeHidden(plan, rows: 0..<batch, blockSize: blockSize)
+        }
+        // Two half batches, each its own forward, overlapped; their hidden states are then copied into one
+        // tensor in row order (the eager step runs the same halves one after the other, so the captured
+        // graph computes what it did).
+        var halves: [Tensor] = []
+        try model.backend.overlapped(
+            { halves.append(try decodeHidden(plan, rows: 0..<(batch / 2), blockSize: blockSize)) },
+            { halves.append(try decodeHidden(plan, rows: (batch / 2)..<batch, blockSize: blockSize)) })
+        guard halves.count == 2 else { throw EngineError.internalFailure("two-batch overlap produced \(halves.count) halves") }
+        var shape = halves[0].shape
+        shape[0] = batch
+        let output = try model.backend.zeros(shape, dtype: halves[0].dtype)
+        try model.backend.copy(halves[0], into: output.rows(0..<(batch / 2)))
+        try model.backend.copy(halves[1], into: output.rows((batch / 2)..<batch))
+        return output
+    }
+
+    private func decodeHidden(_ plan: DecodePlan, rows: Range<Int>, blockSize: Int) throws -> Tensor {
         let cache = PagedBatchCache(
             keyCaches: keyCaches, valueCaches: valueCaches, blockSize: blockSize,
-            metadata: .device(slots: plan.slots, blockTable: plan.blockTable, contextLengths: plan.contextLengths,
+            metadata: .device(slots: plan.slots.rows(rows), blockTable: plan.blockTable.rows(rows), contextLengths: plan.contextLengths.rows(rows),
                               maxContextLength: plan.key.width * blockSize))
-        return try model.forwardHidden(tokenIDs: plan.tokens, positions: plan.positions, positionLimit: contextLength, cache: cache)
+        return try model.forwardHidden(tokenIDs: plan.tokens.rows(rows), positions: plan.positions.rows(rows), positionLimit: contextLength, cache: cache)
     }
 
     /// Samples every finished row on the device (`Backend.sampleTokens`): forks first (block work only), then

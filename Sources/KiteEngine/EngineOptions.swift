@@ -30,6 +30,13 @@ public struct EngineOptions: Sendable, Equatable {
     /// `--cuda-graph-max-bs`: decode batches up to this many sequences replay a captured graph (padded to a
     /// power of two); larger ones run eagerly.
     public var cudaGraphMaxBatchSize = 256
+    /// `--enable-two-batch-overlap`: graph-captured decode steps of at least `twoBatchOverlapMinimumBatch`
+    /// rows run as two half batches whose forwards overlap on the device (`Backend.overlapped`), so one half's
+    /// latency-bound products and norms run beside the other's memory-bound attention. Each half reads the
+    /// weights once, so small batches, whose steps are mostly weight reads, keep one batch.
+    public var enableTwoBatchOverlap = false
+    /// The smallest padded decode batch that two-batch overlap splits.
+    public var twoBatchOverlapMinimumBatch = 128
     /// Decode steps read their metadata from one device buffer per step and sample on the device
     /// (`Backend.sampleTokens`); nil means on accelerators only. On the CPU this runs the backend's reference
     /// implementations, which tests use to check the path; the host `Sampler` is the CPU default.

@@ -184,6 +184,11 @@ public protocol Backend: AnyObject, Sendable {
     /// long as the graph lives; `body` must not read results back to the host.
     func captureGraph(_ body: () throws -> Void) throws -> (any DeviceGraph)?
 
+    /// Runs two pieces of work that share no results (neither reads what the other writes), letting the
+    /// device run them at the same time where it can: during a CUDA graph capture the second is captured on
+    /// a second stream. The default runs them in order.
+    func overlapped(_ first: () throws -> Void, _ second: () throws -> Void) throws
+
     // MARK: Feed-forward
 
     /// `silu(gate) * up`.

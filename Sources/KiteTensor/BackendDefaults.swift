@@ -55,6 +55,11 @@ extension Backend {
 
     public func captureGraph(_ body: () throws -> Void) throws -> (any DeviceGraph)? { nil }
 
+    public func overlapped(_ first: () throws -> Void, _ second: () throws -> Void) throws {
+        try first()
+        try second()
+    }
+
     /// Checks sampling rows against the definition's ranges, naming the row.
     public func validate(_ rows: [TokenSampling], vocabularySize: Int) throws {
         guard vocabularySize > 0 else { throw KiteTensorError.invalidArgument(operation: "sampleTokens", detail: "empty vocabulary") }

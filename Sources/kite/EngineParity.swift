@@ -20,10 +20,13 @@ struct EngineParity {
             var generator = SeededGenerator(seed: 12)
             let prompts = [5, 30, 64, 100, 17, 250].map { length in (0..<length).map { _ in Int32(generator.next() % 1024) } }
             var runs: [[GenerationResult]] = []
-            for graphs in [true, false] {
+            // Graph steps, eager steps, and graph steps as two overlapped half batches (from 4 rows up).
+            for (graphs, overlap) in [(true, false), (false, false), (true, true)] {
                 var options = EngineOptions()
                 options.maxTotalTokens = 16_384
                 options.disableCUDAGraph = !graphs
+                options.enableTwoBatchOverlap = overlap
+                options.twoBatchOverlapMinimumBatch = 4
                 let engine = try InferenceEngine(model: engineModel, options: options)
                 defer { engine.shutdown() }
                 var sampling = SamplingParameters()
@@ -32,7 +35,7 @@ struct EngineParity {
                 sampling.ignoreEOS = true
                 sampling.n = 2
                 sampling.seed = 99
-                let requests = prompts.enumerated().map { GenerationRequest(id: "parity-\(graphs)-\($0.offset)", promptTokens: $0.element, sampling: sampling) }
+                let requests = prompts.enumerated().map { GenerationRequest(id: "parity-\(graphs)-\(overlap)-\($0.offset)", promptTokens: $0.element, sampling: sampling) }
                 let results = try await withThrowingTaskGroup(of: (Int, [GenerationResult]).self) { group in
                     for (index, request) in requests.enumerated() { group.addTask { (index, try await engine.generate(request)) } }
                     var collected = [[GenerationResult]](repeating: [], count: requests.count)
@@ -69,6 +72,22 @@ struct EngineParity {
                 results.append(ParityResult.compare("engine log-probs: graph steps vs eager steps, before parting", precision: precision,
                                                     cuda: graphLogprobs, cpu: eagerLogprobs, tolerance: 1e-2))
             }
+            // Two-batch overlap: the halves' forwards are the same operations on fewer rows, so the replayed
+            // graph must give the eager steps' log-probs wherever the tokens agree.
+            var overlapLogprobs: [Float] = [], eagerLogprobs: [Float] = []
+            var total = 0
+            for (overlapped, eager) in zip(runs[2], runs[1]) {
+                let common = zip(overlapped.outputTokens, eager.outputTokens).prefix { $0 == $1 }.count
+                overlapLogprobs += overlapped.outputLogprobs.prefix(common)
+                eagerLogprobs += eager.outputLogprobs.prefix(common)
+                total += overlapped.outputTokens.count
+            }
+            results.append(ParityResult(name: "engine tokens: two-batch-overlap graph steps = eager steps (share of positions after a parting)",
+                                        precision: precision, maxAbsoluteError: Double(total - overlapLogprobs.count),
+                                        relativeError: 1 - Double(overlapLogprobs.count) / Double(max(total, 1)),
+                                        tolerance: cuda.deterministic ? 0 : 0.5, failure: nil))
+            results.append(ParityResult.compare("engine log-probs: two-batch-overlap graph steps vs eager steps, before parting", precision: precision,
+                                                cuda: overlapLogprobs, cpu: eagerLogprobs, tolerance: cuda.deterministic ? 0 : 1e-2))
             // The trainer's forward over prompt + response, packed.
             let samples = runs[0]
             let sequences = samples.map { prompts[Int($0.requestID.split(separator: "-").last.map(String.init) ?? "0") ?? 0] + $0.outputTokens }

@@ -104,7 +104,8 @@ extension CUDABackend {
         do {
             try context.makeCurrent()
             try blas.matmul(problem, a: address(values), b: address(quantized), c: address(target), alpha: 1, beta: 0,
-                            stream: context.stream.handle, mayTune: !isCapturing, scales: (address(tileScales), address(rowScales)))
+                            stream: context.stream.handle, mayTune: !isCapturing, scales: (address(tileScales), address(rowScales)),
+                            sideStream: context.isOnSideStream)
         } catch {
             blas.markFailed(problem)
             reportDeclinedFP8(n: n, k: k, error)

@@ -83,7 +83,7 @@ extension CUDABackend {
             alignmentA: alignment(b), alignmentB: alignment(a), alignmentC: alignment(c))
         try context.makeCurrent()
         try blas.matmul(problem, a: address(b), b: address(a), c: address(c), alpha: alpha, beta: beta, stream: context.stream.handle,
-                        mayTune: !isCapturing)
+                        mayTune: !isCapturing, sideStream: context.isOnSideStream)
         if Self.synchronousLaunches { try context.stream.synchronize() }
     }
 

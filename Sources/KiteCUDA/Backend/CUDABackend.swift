@@ -49,6 +49,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     private let errorFlag: CUDevicePointer
     /// Set while `captureGraph` records: operations then skip their host read-backs.
     let capturing = Mutex(false)
+    /// Arenas of the side-stream work of the capture under way (`overlapped`), kept by its graph.
+    let sideArenas = Mutex<[CaptureArena]>([])
     /// Batch-invariant mode (`--deterministic`): results of every forward operation for a row do not depend
     /// on which other rows share the batch, so the engine's log-probs equal the trainer's bit for bit.
     /// Products `x · W^T` run a fixed-order tensor-core kernel instead of cuBLASLt (whose algorithm and

@@ -10,6 +10,8 @@ final class CUBLASLt: @unchecked Sendable {
     private let driver: CUDADriver
     private let handle: OpaquePointer
     private let workspace: CUDevicePointer
+    /// The side stream's workspace, allocated on its first product.
+    private let sideWorkspaceAddress = Mutex<CUDevicePointer?>(nil)
     let workspaceBytes: Int
 
     private let cublasLtGetStatusString: @convention(c) (Int32) -> UnsafePointer<CChar>?
@@ -131,6 +133,16 @@ final class CUBLASLt: @unchecked Sendable {
         self.workspaceBytes = workspaceBytes
     }
 
+    private func sideWorkspace() throws(CUDAError) -> CUDevicePointer {
+        try sideWorkspaceAddress.withLock { (address: inout CUDevicePointer?) throws(CUDAError) -> CUDevicePointer in
+            if let address { return address }
+            var pointer: CUDevicePointer = 0
+            try driver.check(driver.cuMemAlloc(&pointer, workspaceBytes), "cuMemAlloc(cuBLASLt side-stream workspace, \(workspaceBytes) bytes)")
+            address = pointer
+            return pointer
+        }
+    }
+
     private func check(_ status: Int32, _ call: @autoclosure () -> String) throws(CUDAError) {
         guard status != 0 else { return }
         throw .cublas(call: call(), code: status, message: cublasLtGetStatusString(status).map { String(cString: $0) } ?? "unknown")
@@ -141,8 +153,10 @@ final class CUBLASLt: @unchecked Sendable {
     /// `scales` are the device addresses of A's and B's scale tensors when the problem has scale modes.
     func matmul(
         _ problem: Problem, a: CUDevicePointer, b: CUDevicePointer, c: CUDevicePointer, alpha: Float, beta: Float, stream: CUHandle?,
-        mayTune: Bool = false, scales: (a: CUDevicePointer, b: CUDevicePointer)? = nil
+        mayTune: Bool = false, scales: (a: CUDevicePointer, b: CUDevicePointer)? = nil, sideStream: Bool = false
     ) throws(CUDAError) {
+        // Products that may run at the same time on the two streams must not share a split-K workspace.
+        let workspace = sideStream ? try sideWorkspace() : self.workspace
         // Block-scaled fp8 products are tuned at every size: with the heuristic's first choice a narrow weight
         // (576 x 7168) at 4096 rows ran at 0.21x the bf16 product's speed.
         let thin = problem.n <= Self.tunedColumns || problem.scaleModeA != .none

@@ -21,7 +21,18 @@ public enum DecodeAttentionKernels {
     /// arithmetic, so a warp always has reads in flight (2.87 TB/s at B = 256 against 2.66 for loads then
     /// arithmetic, same call on the H100, where a read-only stream reaches 3.06; 2 or 8 loads a step measured
     /// slower: NOTES.md run 8). `KITE_DECODE_VARIANT=plain` runs loads then arithmetic (the comparison baseline).
-    public static var variant: String { environment("KITE_DECODE_VARIANT") == "plain" ? "" : "p4_" }
+    /// `p4o5` / `p4o6`: the pipelined loop compiled for at least 5 / 6 resident blocks a multiprocessor
+    /// (register-limited to 4 otherwise), to measure whether more warps in flight read faster.
+    public static var variant: String {
+        switch environment("KITE_DECODE_VARIANT") {
+        case "plain": ""
+        case "p4o5": "p4o5_"
+        case "p4o6": "p4o6_"
+        default: "p4_"
+        }
+    }
+    /// Every value `KITE_DECODE_VARIANT` takes (`kite bench decode` times each).
+    public static let variants = ["p4", "plain", "p4o5", "p4o6"]
 
     static let source = #"""
 KD void unpack8(uint4 w, float* f) {
@@ -175,6 +186,14 @@ extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_d##D##_g##G(
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
     paged_decode<D, G, 4, false>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
 extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_p4_d##D##_g##G( \
+    const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
+    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
+    paged_decode<D, G, 4, true>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
+extern "C" __global__ void __launch_bounds__(128, 5) kite_paged_decode_p4o5_d##D##_g##G( \
+    const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
+    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
+    paged_decode<D, G, 4, true>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
+extern "C" __global__ void __launch_bounds__(128, 6) kite_paged_decode_p4o6_d##D##_g##G( \
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
     paged_decode<D, G, 4, true>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// One GPU: the driver's primary context on it, its properties, and the stream Kite's work is ordered on.
 ///
 /// Every entry point that calls the driver first makes the context current on the calling thread
@@ -5,10 +7,14 @@
 public final class CUDAContext: @unchecked Sendable {
     let driver: CUDADriver
     let context: CUHandle
-    /// The stream every kernel, copy and allocation of the backend is issued on.
-    public let stream: CUDAStream
+    /// The stream kernels, copies and allocations are issued on: the main stream, or the side stream inside
+    /// `onSideStream`.
+    public var stream: CUDAStream { issuingOnSide.withLock { $0 } ? sideStream : mainStream }
+    /// The stream all of the backend's work is ordered on, apart from what `fork` lets run beside it.
+    public let mainStream: CUDAStream
     /// A second stream for work that may overlap the main stream's between a `fork` and a `join`.
     let sideStream: CUDAStream
+    private let issuingOnSide = Mutex(false)
     private let forkEvent: CUDAEvent
     private let joinEvent: CUDAEvent
     public let ordinal: Int
@@ -57,7 +63,7 @@ public final class CUDAContext: @unchecked Sendable {
         guard let context else { throw .noDevice("cuDevicePrimaryCtxRetain returned no context") }
         self.context = context
         try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
-        stream = try CUDAStream(driver: driver)
+        mainStream = try CUDAStream(driver: driver)
         sideStream = try CUDAStream(driver: driver)
         forkEvent = try CUDAEvent(driver: driver, timing: false)
         joinEvent = try CUDAEvent(driver: driver, timing: false)
@@ -65,7 +71,7 @@ public final class CUDAContext: @unchecked Sendable {
 
     /// Lets `sideStream` start after everything issued so far on `stream`.
     func fork() throws(CUDAError) {
-        try forkEvent.record(on: stream)
+        try forkEvent.record(on: mainStream)
         try driver.check(driver.cuStreamWaitEvent(sideStream.handle, forkEvent.handle, 0), "cuStreamWaitEvent(side stream)")
     }
 
@@ -73,7 +79,17 @@ public final class CUDAContext: @unchecked Sendable {
     /// work uses is therefore never reused before that work is done: all reuse is ordered on `stream`.
     func join() throws(CUDAError) {
         try joinEvent.record(on: sideStream)
-        try driver.check(driver.cuStreamWaitEvent(stream.handle, joinEvent.handle, 0), "cuStreamWaitEvent(main stream)")
+        try driver.check(driver.cuStreamWaitEvent(mainStream.handle, joinEvent.handle, 0), "cuStreamWaitEvent(main stream)")
+    }
+
+    /// Whether work is being issued on the side stream (inside `onSideStream`).
+    var isOnSideStream: Bool { issuingOnSide.withLock { $0 } }
+
+    /// Issues everything `body` launches on the side stream (between a `fork` and a `join`).
+    func onSideStream<R>(_ body: () throws -> R) rethrows -> R {
+        issuingOnSide.withLock { $0 = true }
+        defer { issuingOnSide.withLock { $0 = false } }
+        return try body()
     }
 
     /// `sm_90` for compute capability 9.0.

@@ -170,6 +170,17 @@ public final class DeviceMemoryPool: @unchecked Sendable {
     /// `beginArena` and cleared by `endArena`.
     var activeArena: CaptureArena? { state.withLock { $0.activeArena } }
 
+    /// Makes `arena` the active one and returns the one it replaces (for work captured beside the main
+    /// stream's, which takes its own arena and then restores the first).
+    @discardableResult
+    func swapArena(_ arena: CaptureArena?) -> CaptureArena? {
+        state.withLock { state in
+            let previous = state.activeArena
+            state.activeArena = arena
+            return previous
+        }
+    }
+
     func beginArena(_ arena: CaptureArena) {
         state.withLock { $0.activeArena = arena }
     }
