@@ -36,9 +36,8 @@ extension OperationParity {
             let scale = 1 / Float(dim).squareRoot()
             let reference = try cpu.pagedAttention(query: query, keyCache: keys, valueCache: values, blockTables: tables, blockSize: blockSize,
                                                    contextLengths: contexts, queries: PackedSequences(lengths: contexts.map { _ in 1 }), scale: scale)
-            // Each shape through both variants of the bf16 kernel: the next step's loads issued before this
-            // step's arithmetic (served), and loads then arithmetic.
-            for variant in ["p4", "plain"] {
+            // Each shape through every variant of the bf16 kernel (`DecodeAttentionKernels.variants`).
+            for variant in DecodeAttentionKernels.variants {
                 setenv("KITE_DECODE_VARIANT", variant, 1)
                 defer { unsetenv("KITE_DECODE_VARIANT") }
                 let result = try cuda.pagedDecodeAttention(
