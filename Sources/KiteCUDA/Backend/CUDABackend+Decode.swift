@@ -91,7 +91,12 @@ extension CUDABackend {
                 let lengths = try requireInt32(contextLengths, "pagedDecodeAttention", "context lengths")
                 let output = try allocate([batch, heads, headDim], computeDType)
                 guard batch > 0 else { return output }
-                let (splits, splitKeys) = decodeSplits(batch: batch, kvHeads: kvHeads, maxContextLength: maxContextLength, headDim: headDim)
+                let variant = DecodeAttentionKernels.variant
+                // The rows variant: a block per (split, sequence, up to 8 KV heads), a warp per head.
+                let headsPerBlock = variant == "rows_" ? min(kvHeads, 8) : 0
+                let headGroups = headsPerBlock > 0 ? (kvHeads + headsPerBlock - 1) / headsPerBlock : kvHeads
+                let (splits, splitKeys) = decodeSplits(batch: batch, kvHeads: headGroups, maxContextLength: maxContextLength, headDim: headDim,
+                                                       blocksPerMultiprocessor: headsPerBlock > 0 ? 2 : 4, oneWave: headsPerBlock > 0)
                 // One split writes the output directly; several leave partials for the combine kernel.
                 let partial = try allocate([splits > 1 ? batch * heads * splits * headDim : 1], .f32)
                 let statistics = try allocate([splits > 1 ? batch * heads * splits * 2 : 1], .f32)
@@ -101,8 +106,9 @@ extension CUDABackend {
                 arguments.add(int: blockSize); arguments.add(int: kvHeads); arguments.add(int: splitKeys); arguments.add(int: splits)
                 arguments.add(scale * 1.4426950408889634); arguments.add(address(partial)); arguments.add(address(statistics))
                 arguments.add(address(output)); arguments.add(try dtypeCode(output.dtype, "pagedDecodeAttention"))
-                try launch(.decode, "kite_paged_decode_\(DecodeAttentionKernels.variant)d\(headDim)_g\(group)",
-                           LaunchShape(grid: (splits, kvHeads, batch), block: (DecodeAttentionKernels.threads, 1, 1)), arguments)
+                try launch(.decode, "kite_paged_decode_\(variant)d\(headDim)_g\(group)",
+                           LaunchShape(grid: (splits, headGroups, batch), block: (headsPerBlock > 0 ? 32 * headsPerBlock : DecodeAttentionKernels.threads, 1, 1)),
+                           arguments)
                 guard splits > 1 else { return output }
                 var combine = KernelArguments()
                 combine.add(address(partial)); combine.add(address(statistics)); combine.add(address(lengths))
@@ -128,11 +134,14 @@ extension CUDABackend {
     }
 
     /// Splits per (sequence, KV head) and keys per split: enough blocks to fill the GPU about four times
-    /// over, at least 64 keys a split.
-    func decodeSplits(batch: Int, kvHeads: Int, maxContextLength: Int, headDim: Int) -> (splits: Int, keys: Int) {
-        let wanted = 4 * context.multiprocessorCount
+    /// over, at least 64 keys a split. With `oneWave` (the rows variant: 8-warp blocks, two resident a
+    /// multiprocessor), the count nearest one wave of `blocksPerMultiprocessor` a multiprocessor, so that
+    /// no second, mostly empty wave follows.
+    func decodeSplits(batch: Int, kvHeads: Int, maxContextLength: Int, headDim: Int, blocksPerMultiprocessor: Int = 4, oneWave: Bool = false) -> (splits: Int, keys: Int) {
+        let wanted = blocksPerMultiprocessor * context.multiprocessorCount
         let perSplit = max(batch * kvHeads, 1)
-        let splits = max(1, min((wanted + perSplit - 1) / perSplit, (maxContextLength + 63) / 64))
+        let target = oneWave ? Int((Double(wanted) / Double(perSplit)).rounded()) : (wanted + perSplit - 1) / perSplit
+        let splits = max(1, min(target, (maxContextLength + 63) / 64))
         let step = DecodeAttentionKernels.keysPerStep(headDim: headDim)
         let keys = ((maxContextLength + splits - 1) / splits + step - 1) / step * step
         return ((maxContextLength + keys - 1) / keys, keys)

@@ -26,13 +26,15 @@ public enum DecodeAttentionKernels {
         case "plain": ""
         case "s3": "s3_"
         case "s4": "s4_"
+        case "rows": "rows_"
         default: "p4_"
         }
     }
     /// `s3` / `s4`: the cache read through shared memory by `cp.async`, 3 stages of 32 keys or 4 of 16.
+    /// `rows`: a warp per KV head, a block per (split, sequence, 8 KV heads), so blocks read whole cache rows.
     /// Every value `KITE_DECODE_VARIANT` takes (`kite bench decode` times each). Compiled for 5 or 6 resident
     /// blocks instead of 4, the pipelined loop spilled and read at 1.98 / 1.61 TB/s against 2.84 (NOTES.md run 9).
-    public static let variants = ["p4", "plain", "s3", "s4"]
+    public static let variants = ["p4", "plain", "s3", "s4", "rows"]
 
     static let source = #"""
 KD void unpack8(uint4 w, float* f) {
@@ -327,6 +329,119 @@ KD void paged_decode_staged(const unsigned short* __restrict__ Q, const unsigned
     }
 }
 
+/// Decode attention with one warp per KV head and a block per (split, sequence, group of up to 8 KV heads):
+/// the block's warps read the same cache slots' rows for neighbouring heads at the same time, so the cache
+/// ([slots, Hkv, D]) is read in whole contiguous rows (2 KB at 8 heads of 128) rather than in 256-byte pieces
+/// that different blocks reach at different times. Each warp runs the pipelined loop of `paged_decode` over
+/// the split's keys; its lane groups' softmax states merge by shuffles, so no shared memory and no barrier.
+template <int D, int G, int U>
+KD void paged_decode_rows(const unsigned short* __restrict__ Q, const unsigned short* __restrict__ Kc,
+                          const unsigned short* __restrict__ Vc, const int* __restrict__ table, int maxBlocks,
+                          const int* __restrict__ ctx, int blockSize, int Hkv, int splitKeys, int splits,
+                          float scale_log2, float* __restrict__ po, float* __restrict__ pml, void* __restrict__ out, int odt) {
+    constexpr int LK = D / 8, KPW = 32 / LK;
+    const int split = blockIdx.x, b = blockIdx.z;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / LK, part = lane % LK;
+    const int kvh = blockIdx.y * (blockDim.x >> 5) + warp;
+    const int n = ctx[b];
+    const int start = split * splitKeys;
+    if (start >= n || kvh >= Hkv) return;
+    const int end = min(n, start + splitKeys);
+    const int Hq = Hkv * G;
+
+    float q[G][8], acc[G][8], m[G], l[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        uint4 w = *(const uint4*)(Q + ((i64)b * Hq + kvh * G + g) * D + part * 8);
+        unpack8(w, q[g]);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) { q[g][i] *= scale_log2; acc[g][i] = 0.0f; }
+        m[g] = NEG_INF;
+        l[g] = 0.0f;
+    }
+    const int* tb = table + (i64)b * maxBlocks;
+    const i64 slotStride = (i64)Hkv * D;
+    const i64 headOffset = (i64)kvh * D + part * 8;
+
+    uint4 kr[U], vr[U];
+    load_step<U>(kr, vr, start + sub, KPW, end, tb, blockSize, Kc, Vc, slotStride, headOffset);
+    for (int kw = start; kw < end; kw += KPW * U) {
+        uint4 nk[U], nv[U];
+        load_step<U>(nk, nv, kw + KPW * U + sub, KPW, end, tb, blockSize, Kc, Vc, slotStride, headOffset);
+        float s[G][U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const bool ok = kw + sub + u * KPW < end;
+            float kf[8];
+            unpack8(kr[u], kf);
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+                float d = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 8; ++i) d += q[g][i] * kf[i];
+#pragma unroll
+                for (int o = LK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                s[g][u] = ok ? d : NEG_INF;
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            float mx = m[g];
+#pragma unroll
+            for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[g][u]);
+            if (mx == NEG_INF) continue;
+            const float a = exp2f(m[g] - mx);
+            float p[U], sum = 0.0f;
+#pragma unroll
+            for (int u = 0; u < U; ++u) { p[u] = exp2f(s[g][u] - mx); sum += p[u]; }
+            l[g] = l[g] * a + sum;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) acc[g][i] *= a;
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                float vf[8];
+                unpack8(vr[u], vf);
+#pragma unroll
+                for (int i = 0; i < 8; ++i) acc[g][i] += p[u] * vf[i];
+            }
+            m[g] = mx;
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) { kr[u] = nk[u]; vr[u] = nv[u]; }
+    }
+
+    // Merge the warp's KPW lane groups (lanes part, part + LK, ...): pairwise by shuffles.
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+        for (int o = LK; o < 32; o <<= 1) {
+            const float mo = __shfl_xor_sync(0xffffffffu, m[g], o), lo = __shfl_xor_sync(0xffffffffu, l[g], o);
+            const float M = fmaxf(m[g], mo);
+            const float f = l[g] > 0.0f ? exp2f(m[g] - M) : 0.0f, fo = lo > 0.0f ? exp2f(mo - M) : 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const float other = __shfl_xor_sync(0xffffffffu, acc[g][i], o);
+                acc[g][i] = acc[g][i] * f + other * fo;
+            }
+            l[g] = l[g] * f + lo * fo;
+            m[g] = M;
+        }
+        if (sub == 0) {
+            const i64 bh = (i64)b * Hq + kvh * G + g;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const int d = part * 8 + i;
+                if (splits == 1) {
+                    store_any(out, odt, bh * D + d, l[g] > 0.0f ? acc[g][i] / l[g] : 0.0f);
+                } else {
+                    po[(bh * splits + split) * D + d] = acc[g][i];
+                }
+            }
+            if (splits > 1 && part == 0) { pml[(bh * splits + split) * 2] = m[g]; pml[(bh * splits + split) * 2 + 1] = l[g]; }
+        }
+    }
+}
+
 #define KITE_PAGED_DECODE(D, G) \
 extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_d##D##_g##G( \
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
@@ -343,7 +458,11 @@ extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_s3_d##D##_g#
 extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_s4_d##D##_g##G( \
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
-    paged_decode_staged<D, G, 16, 4>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }
+    paged_decode_staged<D, G, 16, 4>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
+extern "C" __global__ void __launch_bounds__(256) kite_paged_decode_rows_d##D##_g##G( \
+    const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
+    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
+    paged_decode_rows<D, G, 4>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }
 KITE_PAGED_DECODE(64, 1)
 KITE_PAGED_DECODE(64, 2)
 KITE_PAGED_DECODE(64, 4)
