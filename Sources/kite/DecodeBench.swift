@@ -72,8 +72,8 @@ struct BenchDecode: AsyncParsableCommand {
         let averageContext = prompt + (newTokens + 1) / 2
         // Every kernel variant at every batch size in the same run (the served one first, then the others).
         let configured = getenv("KITE_DECODE_VARIANT").map { String(cString: $0) }
-        let served = configured ?? "p4"
         for batch in batchSizes {
+            let served = DecodeAttentionKernels.servedVariant(pairs: batch * kvHeads, multiprocessors: backend.context.multiprocessorCount)
             for variant in [served] + DecodeAttentionKernels.variants.filter({ $0 != served }) {
                 setenv("KITE_DECODE_VARIANT", variant, 1)
                 defer {

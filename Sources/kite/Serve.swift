@@ -47,6 +47,9 @@ struct EngineFlags: ParsableArguments {
     @Flag(help: "On a GPU: run decode steps eagerly instead of replaying CUDA graphs.")
     var disableCudaGraph = false
 
+    @Flag(help: "On a GPU: decode steps of 128 and more sequences run as two half batches whose forwards overlap (measured no faster for dense models on one H100: BENCHMARKS.md).")
+    var enableTwoBatchOverlap = false
+
     @Flag(help: "On a GPU: batch-invariant kernels, so a request's log-probs do not depend on its batch (and equal a trainer's forward bit for bit; about 0.3x the decode throughput).")
     var enableDeterministicInference = false
 
@@ -72,6 +75,7 @@ struct EngineFlags: ParsableArguments {
         options.enableReturnRoutedExperts = enableReturnRoutedExperts
         options.memFractionStatic = memFractionStatic
         options.disableCUDAGraph = disableCudaGraph
+        options.enableTwoBatchOverlap = enableTwoBatchOverlap
         return options
     }
 
@@ -80,8 +84,11 @@ struct EngineFlags: ParsableArguments {
         if let memFractionStatic, !(memFractionStatic > 0 && memFractionStatic < 1) {
             throw ValidationError("--mem-fraction-static must be between 0 and 1, got \(memFractionStatic)")
         }
-        if !gpu && (memFractionStatic != nil || disableCudaGraph || enableDeterministicInference) {
-            throw ValidationError("--mem-fraction-static, --disable-cuda-graph and --enable-deterministic-inference need --device cuda")
+        if !gpu && (memFractionStatic != nil || disableCudaGraph || enableDeterministicInference || enableTwoBatchOverlap) {
+            throw ValidationError("--mem-fraction-static, --disable-cuda-graph, --enable-two-batch-overlap and --enable-deterministic-inference need --device cuda")
+        }
+        if enableTwoBatchOverlap && disableCudaGraph {
+            throw ValidationError("--enable-two-batch-overlap overlaps the halves of graph-captured decode steps: it cannot be used with --disable-cuda-graph")
         }
         if gpu && threads != nil { throw ValidationError("--threads sets CPU threads; it does not apply with --device \(deviceOptions.device)") }
     }

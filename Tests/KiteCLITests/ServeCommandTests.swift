@@ -6,10 +6,10 @@ import Testing
     let model = KiteCommand.fixtures.appendingPathComponent("models/qwen3").path
 
     @Test func gpuFlagsNeedAGPUDevice() throws {
-        for flags in [["--mem-fraction-static", "0.5"], ["--disable-cuda-graph"], ["--enable-deterministic-inference"]] {
+        for flags in [["--mem-fraction-static", "0.5"], ["--disable-cuda-graph"], ["--enable-deterministic-inference"], ["--enable-two-batch-overlap"]] {
             let output = try KiteCommand.run(["serve", "--model", model] + flags)
             #expect(output.status != 0)
-            #expect(output.standardError.contains("--mem-fraction-static, --disable-cuda-graph and --enable-deterministic-inference need --device cuda"), "\(flags): \(output.standardError)")
+            #expect(output.standardError.contains("--mem-fraction-static, --disable-cuda-graph, --enable-two-batch-overlap and --enable-deterministic-inference need --device cuda"), "\(flags): \(output.standardError)")
         }
     }
 
@@ -20,6 +20,9 @@ import Testing
         let threads = try KiteCommand.run(["serve", "--model", model, "--device", "cuda", "--threads", "2"])
         #expect(threads.status != 0)
         #expect(threads.standardError.contains("--threads sets CPU threads; it does not apply with --device cuda"), "\(threads.standardError)")
+        let overlap = try KiteCommand.run(["serve", "--model", model, "--device", "cuda", "--enable-two-batch-overlap", "--disable-cuda-graph"])
+        #expect(overlap.status != 0)
+        #expect(overlap.standardError.contains("--enable-two-batch-overlap overlaps the halves of graph-captured decode steps"), "\(overlap.standardError)")
         let device = try KiteCommand.run(["serve", "--model", model, "--device", "gpu"])
         #expect(device.status != 0)
         #expect(device.standardError.contains("--device must be cpu, cuda or cuda:N, got 'gpu'"), "\(device.standardError)")

@@ -8,11 +8,13 @@ import KiteTensor
 /// implementations: it must produce exactly what the host path produces.
 @Suite(.serialized)
 struct DeviceDecodeTests {
-    func run(_ model: Transformer, deviceDecode: Bool, sampling: SamplingParameters, prompts: [[Int32]]) async throws -> [[GenerationResult]] {
+    func run(_ model: Transformer, deviceDecode: Bool, sampling: SamplingParameters, prompts: [[Int32]], twoBatchOverlap: Bool = false) async throws -> [[GenerationResult]] {
         var options = EngineOptions()
         options.blockSize = 4
         options.chunkedPrefillSize = 32
         options.deviceDecode = deviceDecode
+        options.enableTwoBatchOverlap = twoBatchOverlap
+        options.twoBatchOverlapMinimumBatch = 2
         let engine = try InferenceEngine(model: model, options: options)
         defer { engine.shutdown() }
         return try await withThrowingTaskGroup(of: (Int, [GenerationResult]).self) { group in
@@ -37,6 +39,22 @@ struct DeviceDecodeTests {
         let host = try await run(model, deviceDecode: false, sampling: sampling, prompts: prompts)
         let device = try await run(model, deviceDecode: true, sampling: sampling, prompts: prompts)
         for (i, (expected, actual)) in zip(host, device).enumerated() {
+            #expect(actual.map(\.outputTokens) == expected.map(\.outputTokens), "request \(i)")
+            #expect(actual.map(\.outputLogprobs) == expected.map(\.outputLogprobs), "request \(i)")
+        }
+    }
+
+    /// Two-batch overlap: each padded decode batch runs as two half batches (the second holding the padding
+    /// rows) whose hidden states are put back in row order; every row's result must be what one batch gives.
+    @Test func twoBatchOverlapServesWhatOneBatchServes() async throws {
+        let model = try EngineFixtures.model("qwen3")
+        let prompts = [3, 17, 9, 1, 26].enumerated().map { EngineFixtures.prompt(length: $0.element, seed: UInt64($0.offset + 20), vocabulary: 72) }
+        var sampling = EngineFixtures.greedy(maxNewTokens: 12, n: 2)
+        sampling.temperature = 0.8
+        sampling.seed = 31
+        let host = try await run(model, deviceDecode: false, sampling: sampling, prompts: prompts)
+        let overlapped = try await run(model, deviceDecode: true, sampling: sampling, prompts: prompts, twoBatchOverlap: true)
+        for (i, (expected, actual)) in zip(host, overlapped).enumerated() {
             #expect(actual.map(\.outputTokens) == expected.map(\.outputTokens), "request \(i)")
             #expect(actual.map(\.outputLogprobs) == expected.map(\.outputLogprobs), "request \(i)")
         }

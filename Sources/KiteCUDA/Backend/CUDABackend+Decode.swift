@@ -91,9 +91,9 @@ extension CUDABackend {
                 let lengths = try requireInt32(contextLengths, "pagedDecodeAttention", "context lengths")
                 let output = try allocate([batch, heads, headDim], computeDType)
                 guard batch > 0 else { return output }
-                let variant = DecodeAttentionKernels.variant
+                let variant = DecodeAttentionKernels.servedVariant(pairs: batch * kvHeads, multiprocessors: context.multiprocessorCount)
                 // The rows variant: a block per (split, sequence, up to 8 KV heads), a warp per head.
-                let headsPerBlock = variant == "rows_" ? min(kvHeads, 8) : 0
+                let headsPerBlock = variant == "rows" ? min(kvHeads, 8) : 0
                 let headGroups = headsPerBlock > 0 ? (kvHeads + headsPerBlock - 1) / headsPerBlock : kvHeads
                 let (splits, splitKeys) = decodeSplits(batch: batch, kvHeads: headGroups, maxContextLength: maxContextLength, headDim: headDim,
                                                        blocksPerMultiprocessor: headsPerBlock > 0 ? 2 : 4, oneWave: headsPerBlock > 0)
@@ -106,7 +106,7 @@ extension CUDABackend {
                 arguments.add(int: blockSize); arguments.add(int: kvHeads); arguments.add(int: splitKeys); arguments.add(int: splits)
                 arguments.add(scale * 1.4426950408889634); arguments.add(address(partial)); arguments.add(address(statistics))
                 arguments.add(address(output)); arguments.add(try dtypeCode(output.dtype, "pagedDecodeAttention"))
-                try launch(.decode, "kite_paged_decode_\(variant)d\(headDim)_g\(group)",
+                try launch(.decode, "kite_paged_decode_\(DecodeAttentionKernels.prefix(variant))d\(headDim)_g\(group)",
                            LaunchShape(grid: (splits, headGroups, batch), block: (headsPerBlock > 0 ? 32 * headsPerBlock : DecodeAttentionKernels.threads, 1, 1)),
                            arguments)
                 guard splits > 1 else { return output }

@@ -17,24 +17,31 @@ public enum DecodeAttentionKernels {
     static let threads = 128
     /// Keys one block covers per step of its loop (4 warps, 4 loads each).
     static func keysPerStep(headDim: Int) -> Int { 4 * (32 / (headDim / 8)) * 4 }
-    /// The kernel name's variant prefix. Served: `"p4_"`, the next step's 4 loads issued before this step's
-    /// arithmetic, so a warp always has reads in flight (2.87 TB/s at B = 256 against 2.66 for loads then
-    /// arithmetic, same call on the H100, where a read-only stream reaches 3.06; 2 or 8 loads a step measured
-    /// slower: NOTES.md run 8). `KITE_DECODE_VARIANT=plain` runs loads then arithmetic (the comparison baseline).
-    public static var variant: String {
-        switch environment("KITE_DECODE_VARIANT") {
-        case "plain": ""
-        case "s3": "s3_"
-        case "s4": "s4_"
-        case "rows": "rows_"
-        default: "p4_"
-        }
+    /// The kernel variant `KITE_DECODE_VARIANT` names, nil (unset) to choose by shape (`servedVariant`):
+    /// - `p4`: a block of 4 warps per (split, sequence, KV head); the next step's 4 loads issued before this
+    ///   step's arithmetic, so a warp always has reads in flight (2.87 TB/s at B = 256 against 2.66 for loads
+    ///   then arithmetic; 2 or 8 loads a step measured slower: NOTES.md run 8).
+    /// - `plain`: the same block, loads then arithmetic (the comparison baseline).
+    /// - `rows`: a warp per KV head and a block per (split, sequence, up to 8 KV heads), the p4 loop in each
+    ///   warp, so a block reads whole cache rows: 2.91 against 2.89 TB/s at B = 256 and 2.40 against 2.31 at
+    ///   B = 64 in one call, slower at B = 1 (25 against 18 us a layer), where 4 warps share a head's keys.
+    /// Measured and not kept (NOTES.md run 9): `p4` compiled for 5 or 6 resident blocks (spills; 1.98 and 1.61
+    /// TB/s), and the cache read through shared memory by `cp.async` in 3 stages of 32 keys (2.85) or 4 of 16 (2.70).
+    public static var configuredVariant: String? {
+        guard let name = environment("KITE_DECODE_VARIANT"), variants.contains(name) else { return nil }
+        return name
     }
-    /// `s3` / `s4`: the cache read through shared memory by `cp.async`, 3 stages of 32 keys or 4 of 16.
-    /// `rows`: a warp per KV head, a block per (split, sequence, 8 KV heads), so blocks read whole cache rows.
-    /// Every value `KITE_DECODE_VARIANT` takes (`kite bench decode` times each). Compiled for 5 or 6 resident
-    /// blocks instead of 4, the pipelined loop spilled and read at 1.98 / 1.61 TB/s against 2.84 (NOTES.md run 9).
-    public static let variants = ["p4", "plain", "s3", "s4", "rows"]
+    /// Every value `KITE_DECODE_VARIANT` takes (`kite bench decode` times each).
+    public static let variants = ["p4", "plain", "rows"]
+
+    /// The variant run for `blocks` (sequence, KV head) pairs on `multiprocessors`: `rows` once there are
+    /// two warps' worth of pairs per multiprocessor, else `p4` (where a head's keys need several warps).
+    public static func servedVariant(pairs: Int, multiprocessors: Int) -> String {
+        configuredVariant ?? (pairs >= 2 * multiprocessors ? "rows" : "p4")
+    }
+
+    /// The kernel name's prefix for a variant.
+    static func prefix(_ variant: String) -> String { variant == "plain" ? "" : "\(variant)_" }
 
     static let source = #"""
 KD void unpack8(uint4 w, float* f) {
@@ -182,153 +189,6 @@ KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short*
     }
 }
 
-/// The same split-K decode with the cache read through shared memory: tiles of T keys (their K and V rows)
-/// are copied by `cp.async`, S stages deep, so a block keeps S - 1 tiles (32 KB at D = 128) in flight
-/// without holding them in registers; lanes then read their 16-byte pieces from shared memory, and the
-/// arithmetic is the register loop's (U = T / keys-per-block-step keys per softmax update). Keys past the
-/// split's end are zero-filled copies with scores of -inf. The final merge reuses the stage buffers' space.
-template <int D, int G, int T, int S>
-KD void paged_decode_staged(const unsigned short* __restrict__ Q, const unsigned short* __restrict__ Kc,
-                            const unsigned short* __restrict__ Vc, const int* __restrict__ table, int maxBlocks,
-                            const int* __restrict__ ctx, int blockSize, int Hkv, int splitKeys, int splits,
-                            float scale_log2, float* __restrict__ po, float* __restrict__ pml, void* __restrict__ out, int odt) {
-    constexpr int LK = D / 8, KPW = 32 / LK, NW = 4, KPB = NW * KPW, NS = NW * KPW, U = T / KPB;
-    constexpr int CHUNKS = T * LK, PER_THREAD = CHUNKS / (NW * 32);
-    constexpr int STAGE = 2 * T * D;  // bf16 elements of one stage: K rows then V rows
-    static_assert(U * KPB == T && PER_THREAD * NW * 32 == CHUNKS, "tile shape");
-    constexpr int STAGE_BYTES = 2 * S * STAGE, MERGE_BYTES = 4 * NS * G * (D + 2);
-    __shared__ __align__(16) unsigned char space[STAGE_BYTES > MERGE_BYTES ? STAGE_BYTES : MERGE_BYTES];
-    unsigned short* stages = (unsigned short*)space;
-    const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / LK, part = lane % LK;
-    const int n = ctx[b];
-    const int start = split * splitKeys;
-    if (start >= n) return;
-    const int end = min(n, start + splitKeys);
-    const int Hq = Hkv * G;
-    const int* tb = table + (i64)b * maxBlocks;
-    const i64 slotStride = (i64)Hkv * D;
-    const i64 headOffset = (i64)kvh * D;
-    const int tiles = (end - start + T - 1) / T;
-
-    // Thread t copies chunks t, t + 128, ... of the tile's K rows and the same chunks of its V rows.
-    auto issue = [&](int tile) {
-        unsigned short* stage = stages + (tile % S) * STAGE;
-#pragma unroll
-        for (int j = 0; j < PER_THREAD; ++j) {
-            const int c = threadIdx.x + j * NW * 32, key = c / LK, piece = c % LK;
-            const int k = start + tile * T + key;
-            const bool ok = k < end;
-            const i64 slot = ok ? (i64)tb[k / blockSize] * blockSize + k % blockSize : 0;
-            const i64 at = slot * slotStride + headOffset + piece * 8;
-            cp_async16(smem_addr(stage + key * D + piece * 8), Kc + at, ok ? 16 : 0);
-            cp_async16(smem_addr(stage + T * D + key * D + piece * 8), Vc + at, ok ? 16 : 0);
-        }
-    };
-#pragma unroll
-    for (int t = 0; t < S - 1; ++t) {
-        if (t < tiles) issue(t);
-        cp_commit();
-    }
-
-    float q[G][8], acc[G][8], m[G], l[G];
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-        uint4 w = *(const uint4*)(Q + ((i64)b * Hq + kvh * G + g) * D + part * 8);
-        unpack8(w, q[g]);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) { q[g][i] *= scale_log2; acc[g][i] = 0.0f; }
-        m[g] = NEG_INF;
-        l[g] = 0.0f;
-    }
-
-    for (int tile = 0; tile < tiles; ++tile) {
-        asm volatile("cp.async.wait_group %0;" :: "n"(S - 2) : "memory");
-        __syncthreads();
-        // Every thread is past the previous tile, so its stage takes the tile S - 1 ahead.
-        if (tile + S - 1 < tiles) issue(tile + S - 1);
-        cp_commit();
-        const unsigned short* stage = stages + (tile % S) * STAGE;
-        float s[G][U];
-        uint4 vr[U];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int key = u * KPB + warp * KPW + sub;
-            const bool ok = start + tile * T + key < end;
-            float kf[8];
-            unpack8(*(const uint4*)(stage + key * D + part * 8), kf);
-            vr[u] = *(const uint4*)(stage + T * D + key * D + part * 8);
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-                float d = 0.0f;
-#pragma unroll
-                for (int i = 0; i < 8; ++i) d += q[g][i] * kf[i];
-#pragma unroll
-                for (int o = LK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-                s[g][u] = ok ? d : NEG_INF;
-            }
-        }
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            float mx = m[g];
-#pragma unroll
-            for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[g][u]);
-            if (mx == NEG_INF) continue;
-            const float a = exp2f(m[g] - mx);
-            float p[U], sum = 0.0f;
-#pragma unroll
-            for (int u = 0; u < U; ++u) { p[u] = exp2f(s[g][u] - mx); sum += p[u]; }
-            l[g] = l[g] * a + sum;
-#pragma unroll
-            for (int i = 0; i < 8; ++i) acc[g][i] *= a;
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                float vf[8];
-                unpack8(vr[u], vf);
-#pragma unroll
-                for (int i = 0; i < 8; ++i) acc[g][i] += p[u] * vf[i];
-            }
-            m[g] = mx;
-        }
-    }
-
-    asm volatile("cp.async.wait_group 0;" ::: "memory");
-    __syncthreads();
-    float* sm = (float*)space;
-    float* sl = sm + NS * G;
-    float* sacc = sl + NS * G;
-    const int stream = warp * KPW + sub;
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-        if (part == 0) { sm[stream * G + g] = m[g]; sl[stream * G + g] = l[g]; }
-#pragma unroll
-        for (int i = 0; i < 8; ++i) sacc[(stream * G + g) * D + part * 8 + i] = acc[g][i];
-    }
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) {
-        const int g = idx / D, d = idx % D;
-        float M = NEG_INF;
-#pragma unroll
-        for (int s2 = 0; s2 < NS; ++s2) M = fmaxf(M, sm[s2 * G + g]);
-        float L = 0.0f, A = 0.0f;
-#pragma unroll
-        for (int s2 = 0; s2 < NS; ++s2) {
-            if (sl[s2 * G + g] > 0.0f) {
-                const float f = exp2f(sm[s2 * G + g] - M);
-                L += sl[s2 * G + g] * f;
-                A += sacc[(s2 * G + g) * D + d] * f;
-            }
-        }
-        const i64 bh = (i64)b * Hq + kvh * G + g;
-        if (splits == 1) {
-            store_any(out, odt, bh * D + d, L > 0.0f ? A / L : 0.0f);
-            continue;
-        }
-        po[(bh * splits + split) * D + d] = A;
-        if (d == 0) { pml[(bh * splits + split) * 2] = M; pml[(bh * splits + split) * 2 + 1] = L; }
-    }
-}
-
 /// Decode attention with one warp per KV head and a block per (split, sequence, group of up to 8 KV heads):
 /// the block's warps read the same cache slots' rows for neighbouring heads at the same time, so the cache
 /// ([slots, Hkv, D]) is read in whole contiguous rows (2 KB at 8 heads of 128) rather than in 256-byte pieces
@@ -451,14 +311,6 @@ extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_p4_d##D##_g#
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
     paged_decode<D, G, 4, true>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
-extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_s3_d##D##_g##G( \
-    const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
-    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
-    paged_decode_staged<D, G, 32, 3>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
-extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_s4_d##D##_g##G( \
-    const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
-    const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
-    paged_decode_staged<D, G, 16, 4>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
 extern "C" __global__ void __launch_bounds__(256) kite_paged_decode_rows_d##D##_g##G( \
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \

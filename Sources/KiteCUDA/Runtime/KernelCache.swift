@@ -25,7 +25,7 @@ public enum KernelModule: String, CaseIterable, Sendable {
         case .quantize: QuantizeKernels.source
         case .attention: AttentionKernels.source
         case .flash: TensorCoreHelpers.source + "\n" + FlashAttentionKernels.source
-        case .decode: TensorCoreHelpers.source + "\n" + DecodeAttentionKernels.source
+        case .decode: DecodeAttentionKernels.source
         case .gemm: TensorCoreHelpers.source + "\n" + DeterministicGEMMKernels.source
         case .experts: ExpertKernels.source
         }
