@@ -57,37 +57,12 @@ struct EngineParity {
                                             maxAbsoluteError: Double(differingSamples), relativeError: Double(differingSamples) / Double(max(runs[0].count, 1)),
                                             tolerance: 0, failure: nil))
             } else {
-                var graphLogprobs: [Float] = [], eagerLogprobs: [Float] = []
-                var total = 0
-                for (graph, eager) in zip(runs[0], runs[1]) {
-                    let common = zip(graph.outputTokens, eager.outputTokens).prefix { $0 == $1 }.count
-                    graphLogprobs += graph.outputLogprobs.prefix(common)
-                    eagerLogprobs += eager.outputLogprobs.prefix(common)
-                    total += graph.outputTokens.count
-                }
-                let parted = 1 - Double(graphLogprobs.count) / Double(max(total, 1))
-                results.append(ParityResult(name: "engine tokens: graph steps = eager steps (share of positions after a parting; \(differingSamples)/\(runs[0].count) samples part)",
-                                            precision: precision, maxAbsoluteError: Double(total - graphLogprobs.count), relativeError: parted,
-                                            tolerance: 0.5, failure: nil))
-                results.append(ParityResult.compare("engine log-probs: graph steps vs eager steps, before parting", precision: precision,
-                                                    cuda: graphLogprobs, cpu: eagerLogprobs, tolerance: 1e-2))
+                results += agreement("graph steps", "\(differingSamples)/\(runs[0].count) samples part", runs[0], eager: runs[1], precision: precision)
             }
             // Two-batch overlap: the halves' forwards are the same operations on fewer rows, so the replayed
-            // graph must give the eager steps' log-probs wherever the tokens agree.
-            var overlapLogprobs: [Float] = [], eagerLogprobs: [Float] = []
-            var total = 0
-            for (overlapped, eager) in zip(runs[2], runs[1]) {
-                let common = zip(overlapped.outputTokens, eager.outputTokens).prefix { $0 == $1 }.count
-                overlapLogprobs += overlapped.outputLogprobs.prefix(common)
-                eagerLogprobs += eager.outputLogprobs.prefix(common)
-                total += overlapped.outputTokens.count
-            }
-            results.append(ParityResult(name: "engine tokens: two-batch-overlap graph steps = eager steps (share of positions after a parting)",
-                                        precision: precision, maxAbsoluteError: Double(total - overlapLogprobs.count),
-                                        relativeError: 1 - Double(overlapLogprobs.count) / Double(max(total, 1)),
-                                        tolerance: cuda.deterministic ? 0 : 0.5, failure: nil))
-            results.append(ParityResult.compare("engine log-probs: two-batch-overlap graph steps vs eager steps, before parting", precision: precision,
-                                                cuda: overlapLogprobs, cpu: eagerLogprobs, tolerance: cuda.deterministic ? 0 : 1e-2))
+            // graph must give the eager steps' log-probs wherever the tokens agree (in deterministic mode,
+            // everywhere and to the bit).
+            results += agreement("two-batch-overlap graph steps", nil, runs[2], eager: runs[1], precision: precision)
             // The trainer's forward over prompt + response, packed.
             let samples = runs[0]
             let sequences = samples.map { prompts[Int($0.requestID.split(separator: "-").last.map(String.init) ?? "0") ?? 0] + $0.outputTokens }
@@ -112,6 +87,29 @@ struct EngineParity {
         } catch {
             return [.failed("engine vs trainer", precision: precision, error)]
         }
+    }
+}
+
+extension EngineParity {
+    /// Where two runs' samples agree token for token (each pair up to where it parts), their log-probs must
+    /// agree within bf16 rounding, and the agreeing positions must be at least half of all (deterministic
+    /// mode: all of them, to the bit).
+    func agreement(_ name: String, _ detail: String?, _ runs: [GenerationResult], eager: [GenerationResult], precision: String) -> [ParityResult] {
+        var logprobs: [Float] = [], eagerLogprobs: [Float] = []
+        var total = 0
+        for (sample, reference) in zip(runs, eager) {
+            let common = zip(sample.outputTokens, reference.outputTokens).prefix { $0 == $1 }.count
+            logprobs += sample.outputLogprobs.prefix(common)
+            eagerLogprobs += reference.outputLogprobs.prefix(common)
+            total += sample.outputTokens.count
+        }
+        return [
+            ParityResult(name: "engine tokens: \(name) = eager steps (share of positions after a parting\(detail.map { "; \($0)" } ?? ""))",
+                         precision: precision, maxAbsoluteError: Double(total - logprobs.count),
+                         relativeError: 1 - Double(logprobs.count) / Double(max(total, 1)), tolerance: cuda.deterministic ? 0 : 0.5, failure: nil),
+            ParityResult.compare("engine log-probs: \(name) vs eager steps, before parting", precision: precision,
+                                 cuda: logprobs, cpu: eagerLogprobs, tolerance: cuda.deterministic ? 0 : 1e-2),
+        ]
     }
 }
 

@@ -69,6 +69,67 @@ KD void load_step(uint4 (&kr)[U], uint4 (&vr)[U], int first, int KPB, int end, c
     }
 }
 
+/// A lane group's start on the G query heads of a KV head: its 8 elements of each query (at `q0`, heads D
+/// apart) scaled into the log2 domain, an empty output, running maximum -inf and sum 0.
+template <int D, int G>
+KD void start_heads(const unsigned short* q0, float scale_log2, float (&q)[G][8], float (&acc)[G][8], float (&m)[G], float (&l)[G]) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        unpack8(*(const uint4*)(q0 + g * D), q[g]);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) { q[g][i] *= scale_log2; acc[g][i] = 0.0f; }
+        m[g] = NEG_INF;
+        l[g] = 0.0f;
+    }
+}
+
+/// One lane group's online-softmax step over U keys (key u at index first + u * stride, -inf past `end`):
+/// the U scores first (each a dot product over the group's D / 8 lanes), then per head one rescale of the
+/// running output for all U keys, in the log2 domain.
+template <int D, int G, int U>
+KD void softmax_update(const float (&q)[G][8], const uint4 (&kr)[U], const uint4 (&vr)[U], int first, int stride, int end,
+                       float (&acc)[G][8], float (&m)[G], float (&l)[G]) {
+    constexpr int LK = D / 8;
+    float s[G][U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const bool ok = first + u * stride < end;
+        float kf[8];
+        unpack8(kr[u], kf);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            float d = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) d += q[g][i] * kf[i];
+#pragma unroll
+            for (int o = LK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+            s[g][u] = ok ? d : NEG_INF;
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        float mx = m[g];
+#pragma unroll
+        for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[g][u]);
+        if (mx == NEG_INF) continue;
+        const float a = exp2f(m[g] - mx);
+        float p[U], sum = 0.0f;
+#pragma unroll
+        for (int u = 0; u < U; ++u) { p[u] = exp2f(s[g][u] - mx); sum += p[u]; }
+        l[g] = l[g] * a + sum;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[g][i] *= a;
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            float vf[8];
+            unpack8(vr[u], vf);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) acc[g][i] += p[u] * vf[i];
+        }
+        m[g] = mx;
+    }
+}
+
 /// `PIPE`: the next step's loads are issued before this step's arithmetic (two steps of registers), so a
 /// warp always has reads in flight; without it a warp's reads stop while it computes.
 template <int D, int G, int U, bool PIPE>
@@ -87,15 +148,7 @@ KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short*
     const int Hq = Hkv * G;
 
     float q[G][8], acc[G][8], m[G], l[G];
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-        uint4 w = *(const uint4*)(Q + ((i64)b * Hq + kvh * G + g) * D + part * 8);
-        unpack8(w, q[g]);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) { q[g][i] *= scale_log2; acc[g][i] = 0.0f; }
-        m[g] = NEG_INF;
-        l[g] = 0.0f;
-    }
+    start_heads<D, G>(Q + ((i64)b * Hq + kvh * G) * D + part * 8, scale_log2, q, acc, m, l);
     const int* tb = table + (i64)b * maxBlocks;
     const i64 slotStride = (i64)Hkv * D;
     const i64 headOffset = (i64)kvh * D + part * 8;
@@ -112,44 +165,7 @@ KD void paged_decode(const unsigned short* __restrict__ Q, const unsigned short*
         }
         // Scores of the U keys first, then one softmax update per head for all of them: the running output
         // is rescaled once per U keys instead of once per key.
-        float s[G][U];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const bool ok = kw + sub + u * KPB < end;
-            float kf[8];
-            unpack8(kr[u], kf);
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-                float d = 0.0f;
-#pragma unroll
-                for (int i = 0; i < 8; ++i) d += q[g][i] * kf[i];
-#pragma unroll
-                for (int o = LK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-                s[g][u] = ok ? d : NEG_INF;
-            }
-        }
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            float mx = m[g];
-#pragma unroll
-            for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[g][u]);
-            if (mx == NEG_INF) continue;
-            const float a = exp2f(m[g] - mx);
-            float p[U], sum = 0.0f;
-#pragma unroll
-            for (int u = 0; u < U; ++u) { p[u] = exp2f(s[g][u] - mx); sum += p[u]; }
-            l[g] = l[g] * a + sum;
-#pragma unroll
-            for (int i = 0; i < 8; ++i) acc[g][i] *= a;
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                float vf[8];
-                unpack8(vr[u], vf);
-#pragma unroll
-                for (int i = 0; i < 8; ++i) acc[g][i] += p[u] * vf[i];
-            }
-            m[g] = mx;
-        }
+        softmax_update<D, G, U>(q, kr, vr, kw + sub, KPB, end, acc, m, l);
         if (PIPE) {
 #pragma unroll
             for (int u = 0; u < U; ++u) { kr[u] = nk[u]; vr[u] = nv[u]; }
@@ -210,15 +226,7 @@ KD void paged_decode_rows(const unsigned short* __restrict__ Q, const unsigned s
     const int Hq = Hkv * G;
 
     float q[G][8], acc[G][8], m[G], l[G];
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-        uint4 w = *(const uint4*)(Q + ((i64)b * Hq + kvh * G + g) * D + part * 8);
-        unpack8(w, q[g]);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) { q[g][i] *= scale_log2; acc[g][i] = 0.0f; }
-        m[g] = NEG_INF;
-        l[g] = 0.0f;
-    }
+    start_heads<D, G>(Q + ((i64)b * Hq + kvh * G) * D + part * 8, scale_log2, q, acc, m, l);
     const int* tb = table + (i64)b * maxBlocks;
     const i64 slotStride = (i64)Hkv * D;
     const i64 headOffset = (i64)kvh * D + part * 8;
@@ -228,44 +236,7 @@ KD void paged_decode_rows(const unsigned short* __restrict__ Q, const unsigned s
     for (int kw = start; kw < end; kw += KPW * U) {
         uint4 nk[U], nv[U];
         load_step<U>(nk, nv, kw + KPW * U + sub, KPW, end, tb, blockSize, Kc, Vc, slotStride, headOffset);
-        float s[G][U];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const bool ok = kw + sub + u * KPW < end;
-            float kf[8];
-            unpack8(kr[u], kf);
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-                float d = 0.0f;
-#pragma unroll
-                for (int i = 0; i < 8; ++i) d += q[g][i] * kf[i];
-#pragma unroll
-                for (int o = LK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-                s[g][u] = ok ? d : NEG_INF;
-            }
-        }
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            float mx = m[g];
-#pragma unroll
-            for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[g][u]);
-            if (mx == NEG_INF) continue;
-            const float a = exp2f(m[g] - mx);
-            float p[U], sum = 0.0f;
-#pragma unroll
-            for (int u = 0; u < U; ++u) { p[u] = exp2f(s[g][u] - mx); sum += p[u]; }
-            l[g] = l[g] * a + sum;
-#pragma unroll
-            for (int i = 0; i < 8; ++i) acc[g][i] *= a;
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                float vf[8];
-                unpack8(vr[u], vf);
-#pragma unroll
-                for (int i = 0; i < 8; ++i) acc[g][i] += p[u] * vf[i];
-            }
-            m[g] = mx;
-        }
+        softmax_update<D, G, U>(q, kr, vr, kw + sub, KPW, end, acc, m, l);
 #pragma unroll
         for (int u = 0; u < U; ++u) { kr[u] = nk[u]; vr[u] = nv[u]; }
     }
