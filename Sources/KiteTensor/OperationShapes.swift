@@ -30,4 +30,22 @@ public enum OperationShapes {
         }
         return (rows, groups)
     }
+
+    /// The layout of `concatenateColumns(parts)`: each part's width, how many times each of its rows repeats
+    /// (a part with fewer rows is broadcast; its row count must divide the largest), the output's rows and
+    /// total width, and the output shape (the leading dimensions of the part with the most rows).
+    public static func columnConcatenation(_ parts: [Tensor]) throws(KiteTensorError)
+        -> (widths: [Int], repeats: [Int], rows: Int, total: Int, shape: [Int])
+    {
+        guard !parts.isEmpty else { throw .invalidArgument(operation: "concatenateColumns", detail: "no parts") }
+        guard parts.allSatisfy({ $0.rank >= 1 }) else { throw .shapeMismatch(operation: "concatenateColumns", detail: "scalar part") }
+        let widths = parts.map { $0.shape.last ?? 0 }
+        let rowCounts = zip(parts, widths).map { $0.count / max($1, 1) }
+        let rows = rowCounts.max() ?? 0
+        guard let widest = rowCounts.firstIndex(of: rows), rowCounts.allSatisfy({ $0 > 0 ? rows % $0 == 0 : rows == 0 }) else {
+            throw .shapeMismatch(operation: "concatenateColumns", detail: "parts \(parts.map(\.shape)): every row count must divide the largest")
+        }
+        let total = widths.reduce(0, +)
+        return (widths, rowCounts.map { rows / max($0, 1) }, rows, total, Array(parts[widest].shape.dropLast()) + [total])
+    }
 }

@@ -45,29 +45,19 @@ extension CUDABackend {
 
     public func concatenateColumns(_ parts: [Tensor]) throws -> Tensor {
         try profiler.measure(.other) {
-            guard !parts.isEmpty else { throw KiteTensorError.invalidArgument(operation: "concatenateColumns", detail: "no parts") }
-            for part in parts where part.rank < 1 {
-                throw KiteTensorError.shapeMismatch(operation: "concatenateColumns", detail: "scalar part")
-            }
-            let widths = parts.map { $0.shape.last ?? 0 }
-            let rowCounts = zip(parts, widths).map { $0.count / max($1, 1) }
-            let rows = rowCounts.max() ?? 0
-            guard let widest = rowCounts.firstIndex(of: rows), rowCounts.allSatisfy({ $0 > 0 ? rows % $0 == 0 : rows == 0 }) else {
-                throw KiteTensorError.shapeMismatch(operation: "concatenateColumns", detail: "parts \(parts.map(\.shape)): every row count must divide the largest")
-            }
-            let total = widths.reduce(0, +)
-            let output = try allocate(Array(parts[widest].shape.dropLast()) + [total], computeDType)
+            let (widths, repeats, rows, total, shape) = try OperationShapes.columnConcatenation(parts)
+            let output = try allocate(shape, computeDType)
             let outputCode = try dtypeCode(computeDType, "concatenateColumns")
             var offset = 0
             for (index, part) in parts.enumerated() {
                 let part = try onDevice(part, "concatenateColumns")
-                let width = widths[index], repeats = rows / max(rowCounts[index], 1)
+                let width = widths[index]
                 if rows * width > 0 {
                     var arguments = KernelArguments()
                     arguments.add(address(part)); arguments.add(try dtypeCode(part.dtype, "concatenateColumns"))
                     arguments.add(address(output)); arguments.add(outputCode)
                     arguments.add(int64: rows); arguments.add(int: total); arguments.add(int: offset); arguments.add(int: width)
-                    arguments.add(int: repeats)
+                    arguments.add(int: repeats[index])
                     try launch(.experts, "kite_concat_columns", elementwiseShape(rows * width, vector: false), arguments)
                 }
                 offset += width

@@ -30,25 +30,15 @@ extension CPUBackend {
     }
 
     public func concatenateColumns(_ parts: [Tensor]) throws -> Tensor {
-        guard !parts.isEmpty else { throw KiteTensorError.invalidArgument(operation: "concatenateColumns", detail: "no parts") }
-        for part in parts {
-            try requireFloat32(part, "concatenateColumns")
-            guard part.rank >= 1 else { throw KiteTensorError.shapeMismatch(operation: "concatenateColumns", detail: "scalar part") }
-        }
-        let widths = parts.map { $0.shape.last ?? 0 }
-        let rowCounts = zip(parts, widths).map { $0.count / max($1, 1) }
-        let rows = rowCounts.max() ?? 0
-        guard let widest = rowCounts.firstIndex(of: rows), rowCounts.allSatisfy({ $0 > 0 ? rows % $0 == 0 : rows == 0 }) else {
-            throw KiteTensorError.shapeMismatch(operation: "concatenateColumns", detail: "parts \(parts.map(\.shape)): every row count must divide the largest")
-        }
-        let total = widths.reduce(0, +)
-        let output = Tensor(uninitialized: Array(parts[widest].shape.dropLast()) + [total])
+        for part in parts { try requireFloat32(part, "concatenateColumns") }
+        let (widths, repeats, rows, total, shape) = try OperationShapes.columnConcatenation(parts)
+        let output = Tensor(uninitialized: shape)
         let po = output.floats.baseAddress!
         var offset = 0
         for (index, part) in parts.enumerated() {
-            let width = widths[index], repeats = rows / max(rowCounts[index], 1)
+            let width = widths[index], copies = repeats[index]
             let pp = part.floats.baseAddress!
-            for row in 0..<rows { (po + row * total + offset).update(from: pp + (row / repeats) * width, count: width) }
+            for row in 0..<rows { (po + row * total + offset).update(from: pp + (row / copies) * width, count: width) }
             offset += width
         }
         return output
