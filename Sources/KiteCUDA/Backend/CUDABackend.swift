@@ -63,10 +63,6 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Block-scaled products run so far: as fp8 products, and dequantised (by choice or because cuBLASLt
     /// declined the shape).
     public let blockScaledCounts = Mutex<(fp8: Int, dequantised: Int)>((0, 0))
-    /// Whether kernels that begin with `kite_dependent_entry()` launch as programmatic dependents (they may
-    /// start while the previous kernel finishes): on sm_90 and later with `cuLaunchKernelEx`, unless
-    /// `KITE_DEPENDENT_LAUNCH=0`.
-    public let dependentLaunches: Bool
     /// Static layouts of deterministic decode attention, by batch size.
     let decodeLayouts = Mutex<[Int: (queryOffsets: Tensor, tiles: Tensor)]>([:])
 
@@ -92,7 +88,6 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         blas = try CUBLASLt(driver: context.driver)
         useTF32 = environment("KITE_CUDA_TF32") == "1"
         self.deterministic = deterministic ?? (environment("KITE_DETERMINISTIC") == "1")
-        dependentLaunches = DependentLaunch.enabled && context.computeCapability.major >= 9 && context.driver.cuLaunchKernelEx != nil
         var flag: CUDevicePointer = 0
         try context.driver.check(context.driver.cuMemAlloc(&flag, 256), "cuMemAlloc(error flag)")
         errorFlag = flag
@@ -107,7 +102,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// A one-line description: device, memory, libraries.
     public func summary() -> String {
         let nvrtc = (try? kernels.compiler()).map { "NVRTC \($0.version.major).\($0.version.minor)" } ?? "NVRTC unavailable"
-        return "\(context.name) (\(context.architecture), \(context.multiprocessorCount) SMs, \(MemoryReport.gigabytes(context.totalMemory))), driver CUDA \(context.driverVersion.major).\(context.driverVersion.minor), \(nvrtc), cuBLASLt \(blas.version), \(precision) mode\(deterministic ? " (deterministic)" : ""), \(memory.strategy) allocator\(dependentLaunches ? ", dependent launches" : "")"
+        return "\(context.name) (\(context.architecture), \(context.multiprocessorCount) SMs, \(MemoryReport.gigabytes(context.totalMemory))), driver CUDA \(context.driverVersion.major).\(context.driverVersion.minor), \(nvrtc), cuBLASLt \(blas.version), \(precision) mode\(deterministic ? " (deterministic)" : ""), \(memory.strategy) allocator"
     }
 
     // MARK: Memory
@@ -293,19 +288,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     }
 
     func launch(_ module: KernelModule, _ name: String, _ shape: LaunchShape, _ arguments: KernelArguments, side: Bool = false) throws {
-        let kernel = try kernels.kernel(module, name)
-        let function = kernel.function
+        let function = try kernels.function(module, name)
         if shape.sharedBytes > 48 * 1024 { try kernels.allowSharedMemory(function, name: name, bytes: shape.sharedBytes) }
         try context.makeCurrent()
         let driver = context.driver
         let stream = side ? context.sideStream.handle : context.stream.handle
         try arguments.withParameterArray { (parameters) throws(CUDAError) in
-            if kernel.startsWithDependentEntry, dependentLaunches, let launchKernelEx = driver.cuLaunchKernelEx {
-                try driver.check(
-                    DependentLaunch.launch(launchKernelEx, function: function, shape: shape, stream: stream, parameters: parameters),
-                    "cuLaunchKernelEx(\(name), grid \(shape.grid), block \(shape.block), shared \(shape.sharedBytes), programmatic dependent)")
-                return
-            }
             try driver.check(
                 driver.cuLaunchKernel(
                     function, UInt32(shape.grid.x), UInt32(shape.grid.y), UInt32(shape.grid.z),

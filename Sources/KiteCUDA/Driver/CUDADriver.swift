@@ -60,10 +60,6 @@ final class CUDADriver: @unchecked Sendable {
     /// `--profile-from-start off` records (nil where the driver lacks them).
     let cuProfilerStart: (@convention(c) () -> Int32)?
     let cuProfilerStop: (@convention(c) () -> Int32)?
-    /// `cuLaunchKernelEx` (CUDA 12 and later), for launches with attributes: programmatic dependent launch.
-    let cuLaunchKernelEx: (@convention(c) (
-        UnsafeRawPointer, CUHandle?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
-    ) -> Int32)?
     let cuLaunchKernel: @convention(c) (
         CUHandle?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUHandle?,
         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
@@ -129,7 +125,6 @@ final class CUDADriver: @unchecked Sendable {
         cuGraphDestroy = try library.symbol("cuGraphDestroy")
         cuProfilerStart = library.optionalSymbol("cuProfilerStart")
         cuProfilerStop = library.optionalSymbol("cuProfilerStop")
-        cuLaunchKernelEx = library.optionalSymbol("cuLaunchKernelEx")
         try check(cuInit(0), "cuInit")
     }
 

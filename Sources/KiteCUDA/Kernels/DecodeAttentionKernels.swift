@@ -277,17 +277,14 @@ KD void paged_decode_rows(const unsigned short* __restrict__ Q, const unsigned s
 extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_d##D##_g##G( \
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
-    kite_dependent_entry(); \
     paged_decode<D, G, 4, false>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
 extern "C" __global__ void __launch_bounds__(128) kite_paged_decode_p4_d##D##_g##G( \
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
-    kite_dependent_entry(); \
     paged_decode<D, G, 4, true>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); } \
 extern "C" __global__ void __launch_bounds__(256) kite_paged_decode_rows_d##D##_g##G( \
     const unsigned short* Q, const unsigned short* Kc, const unsigned short* Vc, const int* table, int maxBlocks, \
     const int* ctx, int blockSize, int Hkv, int splitKeys, int splits, float scale_log2, float* po, float* pml, void* out, int odt) { \
-    kite_dependent_entry(); \
     paged_decode_rows<D, G, 4>(Q, Kc, Vc, table, maxBlocks, ctx, blockSize, Hkv, splitKeys, splits, scale_log2, po, pml, out, odt); }
 KITE_PAGED_DECODE(64, 1)
 KITE_PAGED_DECODE(64, 2)
@@ -302,7 +299,6 @@ KITE_PAGED_DECODE(128, 8)
 /// order. One block of D threads per (sequence, query head).
 extern "C" __global__ void kite_paged_decode_combine(const float* po, const float* pml, const int* ctx, int splitKeys, int splits,
                                                      int Hq, int D, void* out, int odt) {
-    kite_dependent_entry();
     const i64 bh = blockIdx.x;
     const int b = (int)(bh / Hq), d = threadIdx.x;
     const int used = min(splits, (ctx[b] + splitKeys - 1) / splitKeys);
@@ -323,7 +319,6 @@ extern "C" __global__ void kite_paged_decode_combine(const float* po, const floa
 /// Rows i of key and value (rowBytes each, 16-byte words) into rows slots[i] of the two caches, one launch.
 extern "C" __global__ void kite_store_kv(const unsigned char* key, const unsigned char* value, unsigned char* keyCache,
                                          unsigned char* valueCache, const int* slots, i64 rows, i64 rowBytes) {
-    kite_dependent_entry();
     const i64 words = rowBytes / 16;
     for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < rows * words; idx += (i64)gridDim.x * blockDim.x) {
         const i64 i = idx / words, w = idx - i * words;

@@ -9,7 +9,6 @@ enum ElementwiseKernels {
 #define GRID_STRIDE(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
 extern "C" __global__ void kite_cast(const void* src, int sdt, void* dst, int ddt, i64 n, int vec, float scale) {
-    kite_dependent_entry();
     i64 n4 = vec ? n / 4 : 0;
     GRID_STRIDE(q, n4) {
         float4 v = load4_any(src, sdt, q);
@@ -24,7 +23,6 @@ extern "C" __global__ void kite_cast(const void* src, int sdt, void* dst, int dd
 }
 
 extern "C" __global__ void kite_add(const void* a, int adt, const void* b, int bdt, void* out, int odt, i64 n, int vec) {
-    kite_dependent_entry();
     i64 n4 = vec ? n / 4 : 0;
     GRID_STRIDE(q, n4) {
         float4 x = load4_any(a, adt, q), y = load4_any(b, bdt, q);
@@ -38,7 +36,6 @@ extern "C" __global__ void kite_add(const void* a, int adt, const void* b, int b
 
 /// target += alpha * x
 extern "C" __global__ void kite_axpy(const void* x, int xdt, void* target, int tdt, float alpha, i64 n, int vec) {
-    kite_dependent_entry();
     i64 n4 = vec ? n / 4 : 0;
     GRID_STRIDE(q, n4) {
         float4 a = load4_any(x, xdt, q), t = load4_any(target, tdt, q);
@@ -94,7 +91,6 @@ extern "C" __global__ void kite_fill(void* x, int dt, float value, i64 n, int ve
 KD float swiglu_of(float g, float u) { return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u); }
 
 extern "C" __global__ void kite_swiglu(const void* gate, const void* up, int idt, void* out, int odt, i64 n, int vec) {
-    kite_dependent_entry();
     i64 n4 = vec ? n / 4 : 0;
     GRID_STRIDE(q, n4) {
         float4 g = load4_any(gate, idt, q), u = load4_any(up, idt, q);
@@ -110,7 +106,6 @@ extern "C" __global__ void kite_swiglu(const void* gate, const void* up, int idt
 /// (one product over stacked gate and up weights) into out [rows, I]; kite_swiglu's arithmetic. With `vec`
 /// (I a multiple of 4, aligned rows) four elements per access.
 extern "C" __global__ void kite_swiglu_packed(const void* gu, int idt, void* out, int odt, i64 rows, int I, int vec) {
-    kite_dependent_entry();
     if (vec) {
         const int quads = I / 4;
         GRID_STRIDE(idx, rows * quads) {
@@ -191,7 +186,6 @@ extern "C" __global__ void kite_rope(const void* x, int xdt, const float* cosp, 
 
 /// Rows of table [V, D] gathered by ids [T]; a bad id writes zeros and records the smallest bad position in err.
 extern "C" __global__ void kite_embedding(const int* ids, const void* table, int tdt, void* out, int odt, i64 T, int D, int V, int* err) {
-    kite_dependent_entry();
     GRID_STRIDE(idx, T * D) {
         i64 row = idx / D;
         int c = (int)(idx - row * D);
@@ -223,7 +217,6 @@ extern "C" __global__ void kite_embedding_bwd(const int* ids, const void* dy, in
 /// bytes moved in `word`-byte pieces (16, 4 or 1, as the host found the rows aligned).
 extern "C" __global__ void kite_move_rows(const unsigned char* src, unsigned char* dst, const int* srcRows, const int* dstRows,
                                           i64 n, i64 rowBytes, int word) {
-    kite_dependent_entry();
     const i64 perRow = rowBytes / word;
     GRID_STRIDE(idx, n * perRow) {
         const i64 i = idx / perRow, w = idx - i * perRow;

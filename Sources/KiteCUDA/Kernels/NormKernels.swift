@@ -38,7 +38,6 @@ KD void normalize_row(const void* x, int xdt, const float* w, void* y, int ydt, 
 /// y = w * (x * r), r = 1 / sqrt(mean(x^2) + eps), per row of width D; rinv[row] = r.
 extern "C" __global__ void kite_rmsnorm(const void* x, int xdt, const float* w, void* y, int ydt, float* rinv,
                                         i64 rows, int D, float eps, int vec) {
-    kite_dependent_entry();
     i64 row = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
@@ -54,7 +53,6 @@ extern "C" __global__ void kite_rmsnorm(const void* x, int xdt, const float* w, 
 /// must be what kite_rmsnorm would use for target, w and y (it fixes the order of the sum of squares).
 extern "C" __global__ void kite_add_rmsnorm(const void* x, int xdt, void* target, int tdt, const float* w, void* y, int ydt,
                                             i64 rows, int D, float eps, int vec) {
-    kite_dependent_entry();
     i64 row = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
@@ -125,9 +123,8 @@ KD void add_rmsnorm_bf16(const uint2* __restrict__ x, uint2* target, const float
 }
 
 #define KITE_ADD_RMSNORM_BF16(P)                                                                                      \
-extern "C" __global__ void __launch_bounds__(64) kite_add_rmsnorm_bf16_r##P(                                          \
+extern "C" __global__ void __launch_bounds__(64) kite_add_rmsnorm_bf16_r##P(                                         \
     const uint2* x, uint2* target, const float4* w, uint2* y, i64 rows, int D, float eps) {                           \
-    kite_dependent_entry();                                                                                           \
     add_rmsnorm_bf16<P>(x, target, w, y, rows, D, eps);                                                               \
 }
 KITE_ADD_RMSNORM_BF16(8)
@@ -143,7 +140,6 @@ KITE_ADD_RMSNORM_BF16(16)
 extern "C" __global__ void __launch_bounds__(256) kite_rotate_and_cache(
     const void* qkv, int adt, const float* qw, const float* kw, float eps, const float* cosp, const float* sinp,
     i64 T, int Hq, int Hkv, int D, int vec, void* q_out, void* kcache, void* vcache, int cdt, const int* slots) {
-    kite_dependent_entry();
     __shared__ float rows[8][ROTATE_MAX_D];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int H = Hq + 2 * Hkv;
@@ -191,7 +187,6 @@ extern "C" __global__ void __launch_bounds__(256) kite_rotate_and_cache(
 extern "C" __global__ void __launch_bounds__(256) kite_rotate_and_cache_d128(
     const void* qkv, int adt, const float* qw, const float* kw, float eps, const float* cosp, const float* sinp,
     i64 T, int Hq, int Hkv, void* q_out, void* kcache, void* vcache, int cdt, const int* slots) {
-    kite_dependent_entry();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int H = Hq + 2 * Hkv;
     const i64 item = (i64)blockIdx.x * 8 + warp;

@@ -140,19 +140,6 @@ KD void store4_any(void* p, int dt, i64 q, float4 v) {
     ((unsigned*)p)[q] = w;
 }
 
-// Programmatic dependent launch (sm_90 and later). The host launches a kernel whose body begins with
-// kite_dependent_entry() so that it may start while the kernel before it on the stream is still running
-// (DependentLaunch.swift). griddepcontrol.wait returns once every prerequisite grid has completed and its
-// writes are visible, so nothing the kernel reads or writes is touched early; launch_dependents then lets
-// the next dependent kernel be scheduled onto free multiprocessors, where it waits in turn. What this
-// saves is launch latency: a step's small kernels are resident and waiting when their producer ends.
-KD void kite_dependent_entry() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
 KD float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

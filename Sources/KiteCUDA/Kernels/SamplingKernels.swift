@@ -28,7 +28,6 @@ KD double block_sum_d(double v, double* scratch) {
 
 /// prm[row * 5 ...] = temperature, top_k, top_p, min_p, uniform (fp64). out[row] = token; ((float*)out)[rows + row] = log-prob.
 extern "C" __global__ void kite_sample_rows(const float* logits, i64 ld, int V, const double* prm, int vec, int* out, int rows) {
-    kite_dependent_entry();
     __shared__ double sd[32];
     __shared__ double incl[1024];
     __shared__ float sv[32];

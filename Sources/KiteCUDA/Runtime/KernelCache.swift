@@ -66,15 +66,8 @@ final class KernelCache: @unchecked Sendable {
 
     private struct State {
         var modules: [KernelModule: Handle] = [:]
-        var functions: [String: Kernel] = [:]
+        var functions: [String: Handle] = [:]
         var sharedLimits: [String: Int] = [:]
-        var dependentNames: [KernelModule: [[DependentLaunch.NamePiece]]] = [:]
-    }
-
-    /// A loaded kernel, and whether its body begins with the dependent-launch entry (`DependentLaunch`).
-    struct Kernel: @unchecked Sendable {
-        let function: CUHandle
-        let startsWithDependentEntry: Bool
     }
     private let state = Mutex(State())
 
@@ -93,23 +86,15 @@ final class KernelCache: @unchecked Sendable {
     }
 
     /// The kernel `name` of `module`, compiling or loading the module on first use.
-    func function(_ module: KernelModule, _ name: String) throws(CUDAError) -> CUHandle { try kernel(module, name).function }
-
-    /// The kernel `name` of `module` with how it may be launched, compiling or loading the module on first use.
-    func kernel(_ module: KernelModule, _ name: String) throws(CUDAError) -> Kernel {
-        if let kernel = state.withLock({ $0.functions[name] }) { return kernel }
+    func function(_ module: KernelModule, _ name: String) throws(CUDAError) -> CUHandle {
+        if let function = state.withLock({ $0.functions[name] }) { return function.raw }
         let moduleHandle = try load(module)
         var function: CUHandle?
         try driver.check(name.withCString { driver.cuModuleGetFunction(&function, moduleHandle, $0) }, "cuModuleGetFunction(\(name))")
         guard let function else { throw .unsupported("module \(module) has no kernel \(name)") }
-        let kernel = state.withLock { state in
-            if state.dependentNames[module] == nil { state.dependentNames[module] = DependentLaunch.dependentKernelNames(in: module.source) }
-            let dependent = state.dependentNames[module, default: []].contains { DependentLaunch.matches(name, $0) }
-            let kernel = Kernel(function: function, startsWithDependentEntry: dependent)
-            state.functions[name] = kernel
-            return kernel
-        }
-        return kernel
+        let handle = Handle(raw: function)
+        state.withLock { $0.functions[name] = handle }
+        return function
     }
 
     /// Raises a kernel's dynamic shared-memory limit once (needed above 48 KiB).
