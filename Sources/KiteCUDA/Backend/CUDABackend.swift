@@ -309,11 +309,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// `KITE_CUDA_SYNC=1` waits after every kernel, so a fault names the kernel that caused it.
     static let synchronousLaunches = environment("KITE_CUDA_SYNC") == "1"
 
-    /// Sets the device error flag to "no error" (Int32.max) before a validating kernel. Not while capturing:
-    /// a graph never reads the flag back, and a memset node at the head of a decode step's graph stalled the
-    /// kernels after it for ~0.3 ms a replay on the H100 (nsys, BENCHMARKS.md).
+    /// Sets the device error flag to "no error" (Int32.max) before a validating kernel.
     func resetErrorFlag() throws -> CUDevicePointer {
-        if isCapturing { return errorFlag }
         try context.makeCurrent()
         try context.driver.check(context.driver.cuMemsetD32Async(errorFlag, UInt32(Int32.max), 1, context.stream.handle), "cuMemsetD32Async")
         return errorFlag
