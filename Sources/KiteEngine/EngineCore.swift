@@ -25,6 +25,10 @@ final class EngineCore {
     /// the next decode step's launch, summed: time the device waits on the host (scheduling, metadata).
     private var lastDecodeEnd: Double?
     private var decodeHostSeconds = 0.0
+    /// Host time of decode steps spent filling the step's metadata (and copying it to the device), and in
+    /// the graph-launch call, summed.
+    private var decodePrepareSeconds = 0.0
+    private var decodeLaunchSeconds = 0.0
     private var expertLoad = ExpertLoad()
     /// The key/value cache's element type.
     let cacheDType: DType
@@ -586,7 +590,8 @@ final class EngineCore {
             cacheBytesPerToken: model.cacheLayout.bytesPerToken(cacheDType),
             weightBytes: (model.parameters.entries + model.buffers.entries).reduce(0) { $0 + $1.tensor.byteCount }, expertLoad: expertLoad,
             decodeSteps: decodeCounters.steps, decodeTokens: decodeCounters.tokens, decodeSeconds: decodeCounters.seconds,
-            decodeHostSeconds: decodeHostSeconds, graphReplays: decodeCounters.replays, graphCaptures: decodeCounters.captures,
+            decodeHostSeconds: decodeHostSeconds, decodePrepareSeconds: decodePrepareSeconds, decodeLaunchSeconds: decodeLaunchSeconds,
+            graphReplays: decodeCounters.replays, graphCaptures: decodeCounters.captures,
             graphCaptureFailures: captureFailures,
             cacheDType: cacheDType, cacheTokens: slotCount)
     }
@@ -596,6 +601,7 @@ final class EngineCore {
     /// A decode step's forward from one device buffer of metadata; batches up to `cudaGraphMaxBatchSize` are
     /// padded to a power of two and, after their first eager step, replayed from a captured graph.
     private func decodeForward(_ chunks: [Chunk]) throws -> Tensor {
+        let prepareStart = MonotonicClock.seconds()
         let size = pool.blockSize
         let batch = chunks.count
         let longest = chunks.map { $0.start + 1 }.max() ?? 1
@@ -630,9 +636,12 @@ final class EngineCore {
             for i in 0..<width { values[tableStart + i] = i < sequence.blockTable.count ? sequence.blockTable[i] : paddingBlock }
         }
         try model.backend.copy(Tensor(int32: values), into: plan.inputs)
-        if let lastDecodeEnd { decodeHostSeconds += MonotonicClock.seconds() - lastDecodeEnd }
+        let launchStart = MonotonicClock.seconds()
+        decodePrepareSeconds += launchStart - prepareStart
+        if let lastDecodeEnd { decodeHostSeconds += launchStart - lastDecodeEnd }
         if let graph = plan.graph, let output = plan.output {
             try graph.launch()
+            decodeLaunchSeconds += MonotonicClock.seconds() - launchStart
             decodeCounters.replays += 1
             return output
         }

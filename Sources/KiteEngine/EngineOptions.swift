@@ -81,6 +81,9 @@ public struct EngineStatistics: Sendable, Equatable {
     /// Host time between consecutive decode steps during which the device waits: from one step's sampled
     /// tokens being read back to the next step's launch (scheduling, metadata staging).
     public var decodeHostSeconds: Double = 0
+    /// Host time within decode steps: filling and copying the step's metadata, and the graph-launch call.
+    public var decodePrepareSeconds: Double = 0
+    public var decodeLaunchSeconds: Double = 0
     /// Decode steps that replayed a captured graph, and graphs captured.
     public var graphReplays: Int
     public var graphCaptures: Int
