@@ -25,10 +25,9 @@ final class EngineCore {
     /// the next decode step's launch, summed: time the device waits on the host (scheduling, metadata).
     private var lastDecodeEnd: Double?
     private var decodeHostSeconds = 0.0
-    /// Host time of decode steps spent filling the step's metadata (and copying it to the device), and in
-    /// the graph-launch call, summed.
-    private var decodePrepareSeconds = 0.0
-    private var decodeLaunchSeconds = 0.0
+    private var decodeHostPhases = DecodeHostPhases()
+    /// The scheduling time of the step under way (counted as a decode step's once the step turns out to be one).
+    private var scheduleSeconds = 0.0
     private var expertLoad = ExpertLoad()
     /// The key/value cache's element type.
     let cacheDType: DType
@@ -166,6 +165,7 @@ final class EngineCore {
     /// Runs one forward over a batch of decode tokens and prompt chunks. Returns false when idle.
     func step() throws -> Bool {
         guard !memoryReleased else { return false }
+        let scheduleStart = MonotonicClock.seconds()
         var chunks: [Chunk] = []
         var prefillBudget = options.chunkedPrefillSize
         var scheduled = Set<ObjectIdentifier>()
@@ -226,6 +226,7 @@ final class EngineCore {
             return true
         }
         guard !chunks.isEmpty else { return false }
+        scheduleSeconds = MonotonicClock.seconds() - scheduleStart
         try run(chunks)
         counters.steps += 1
         return true
@@ -299,6 +300,7 @@ final class EngineCore {
                 decodeCounters.steps += 1
                 decodeCounters.tokens += chunks.count
                 decodeCounters.seconds += end - stepStart
+                decodeHostPhases.schedule += scheduleSeconds
                 lastDecodeEnd = end
             } else {
                 lastDecodeEnd = nil
@@ -590,7 +592,7 @@ final class EngineCore {
             cacheBytesPerToken: model.cacheLayout.bytesPerToken(cacheDType),
             weightBytes: (model.parameters.entries + model.buffers.entries).reduce(0) { $0 + $1.tensor.byteCount }, expertLoad: expertLoad,
             decodeSteps: decodeCounters.steps, decodeTokens: decodeCounters.tokens, decodeSeconds: decodeCounters.seconds,
-            decodeHostSeconds: decodeHostSeconds, decodePrepareSeconds: decodePrepareSeconds, decodeLaunchSeconds: decodeLaunchSeconds,
+            decodeHostSeconds: decodeHostSeconds, decodeHostPhases: decodeHostPhases,
             graphReplays: decodeCounters.replays, graphCaptures: decodeCounters.captures,
             graphCaptureFailures: captureFailures,
             cacheDType: cacheDType, cacheTokens: slotCount)
@@ -637,11 +639,11 @@ final class EngineCore {
         }
         try model.backend.copy(Tensor(int32: values), into: plan.inputs)
         let launchStart = MonotonicClock.seconds()
-        decodePrepareSeconds += launchStart - prepareStart
+        decodeHostPhases.prepare += launchStart - prepareStart
         if let lastDecodeEnd { decodeHostSeconds += launchStart - lastDecodeEnd }
         if let graph = plan.graph, let output = plan.output {
             try graph.launch()
-            decodeLaunchSeconds += MonotonicClock.seconds() - launchStart
+            decodeHostPhases.launch += MonotonicClock.seconds() - launchStart
             decodeCounters.replays += 1
             return output
         }
@@ -697,6 +699,7 @@ final class EngineCore {
     /// Samples every finished row on the device (`Backend.sampleTokens`): forks first (block work only), then
     /// one sampling call for all rows, then the tokens are accepted in the order the host path accepts them.
     private func sampleOnDevice(hidden: Tensor, logitRows: [Int32], sampled: [SequenceState]) throws {
+        let setupStart = MonotonicClock.seconds()
         var rows: [Int32] = [], parameters: [TokenSampling] = []
         var order: [(sequence: SequenceState, followers: [SequenceState])] = []
         let size = pool.blockSize
@@ -717,7 +720,12 @@ final class EngineCore {
             }
             order.append((sequence, followers))
         }
+        let waitStart = MonotonicClock.seconds()
+        decodeHostPhases.sampleSetup += waitStart - setupStart
         let results = try model.sampleTokens(hidden: try model.backend.gatherRows(hidden, rows: rows), rows: parameters)
+        let acceptStart = MonotonicClock.seconds()
+        decodeHostPhases.sampleWait += acceptStart - waitStart
+        defer { decodeHostPhases.accept += MonotonicClock.seconds() - acceptStart }
         var next = 0
         for (sequence, followers) in order {
             for member in followers + [sequence] {

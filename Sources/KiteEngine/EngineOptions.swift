@@ -81,9 +81,8 @@ public struct EngineStatistics: Sendable, Equatable {
     /// Host time between consecutive decode steps during which the device waits: from one step's sampled
     /// tokens being read back to the next step's launch (scheduling, metadata staging).
     public var decodeHostSeconds: Double = 0
-    /// Host time within decode steps: filling and copying the step's metadata, and the graph-launch call.
-    public var decodePrepareSeconds: Double = 0
-    public var decodeLaunchSeconds: Double = 0
+    /// Host time of decode steps by phase, summed over the steps.
+    public var decodeHostPhases = DecodeHostPhases()
     /// Decode steps that replayed a captured graph, and graphs captured.
     public var graphReplays: Int
     public var graphCaptures: Int
@@ -92,4 +91,30 @@ public struct EngineStatistics: Sendable, Equatable {
     /// The key/value cache's dtype and size in tokens.
     public var cacheDType: DType
     public var cacheTokens: Int
+}
+
+/// Host time of decode steps by phase, in seconds summed over the steps: what the device may wait on.
+public struct DecodeHostPhases: Sendable, Equatable {
+    /// Choosing the step's sequences and their cache blocks (`step()` before the forward).
+    public var schedule = 0.0
+    /// Filling the step's metadata and copying it to the device.
+    public var prepare = 0.0
+    /// The graph-launch call.
+    public var launch = 0.0
+    /// Sampling rows and parameters, and the sampling launches, before waiting for the tokens.
+    public var sampleSetup = 0.0
+    /// Waiting for the sampled tokens (the device's forward and sampling, seen from the host).
+    public var sampleWait = 0.0
+    /// Accepting the tokens: stop checks, streaming, finishing sequences.
+    public var accept = 0.0
+
+    public init() {}
+
+    /// Milliseconds per step of each phase between `before` and `self` over `steps` steps.
+    public func millisecondsPerStep(since before: DecodeHostPhases, steps: Int) -> [(name: String, milliseconds: Double)] {
+        let scale = 1000 / Double(max(steps, 1))
+        return [("schedule", schedule - before.schedule), ("prepare", prepare - before.prepare), ("launch", launch - before.launch),
+                ("sample setup", sampleSetup - before.sampleSetup), ("sample wait", sampleWait - before.sampleWait), ("accept", accept - before.accept)]
+            .map { ($0.0, $0.1 * scale) }
+    }
 }

@@ -104,7 +104,7 @@ struct BenchDecode: AsyncParsableCommand {
             defer { engine.shutdown() }
             let capacity = await engine.statistics()
             print("graphs \(useGraphs ? "on" : "off")\(useGraphs ? ", two-batch overlap \(overlap ? "on" : "off")" : ""): cache of \(capacity.cacheTokens) tokens (\(capacity.cacheDType))")
-            print("batch   tokens/s   decode tokens/s   roofline tokens/s   vs roofline (all, decode)   graph replays   host ms/step (between, prepare, launch)")
+            print("batch   tokens/s   decode tokens/s   roofline tokens/s   vs roofline (all, decode)   graph replays   host ms/step")
             for batch in batchSizes {
                 _ = try await generate(engine, batch: batch, newTokens: 3, seed: 7)
                 let before = await engine.statistics()
@@ -117,17 +117,17 @@ struct BenchDecode: AsyncParsableCommand {
                 let decodeRate = Double(decodeTokens) / max(after.decodeSeconds - before.decodeSeconds, 1e-9)
                 let steps = Double(max(after.decodeSteps - before.decodeSteps, 1))
                 let hostMilliseconds = 1000 * (after.decodeHostSeconds - before.decodeHostSeconds) / steps
-                let prepareMilliseconds = 1000 * (after.decodePrepareSeconds - before.decodePrepareSeconds) / steps
-                let launchMilliseconds = 1000 * (after.decodeLaunchSeconds - before.decodeLaunchSeconds) / steps
+                let phases = after.decodeHostPhases.millisecondsPerStep(since: before.decodeHostPhases, steps: after.decodeSteps - before.decodeSteps)
                 let averageContext = Double(prompt) + Double(newTokens + 1) / 2
                 let bytesPerStep = Double(weightBytes) + Double(batch) * averageContext * Double(cachePerToken)
                 let roofline = Double(batch) * bytesPerSecond / bytesPerStep
-                print("\(String(batch).padding(7)) \(format(throughput).padding(10)) \(format(decodeRate).padding(17)) \(format(roofline).padding(19)) \(format(100 * throughput / roofline))%, \(format(100 * decodeRate / roofline))%".padding(86) + " \(String(after.graphReplays - before.graphReplays).padding(15)) \(format(hostMilliseconds)), \(format(prepareMilliseconds)), \(format(launchMilliseconds))")
+                print("\(String(batch).padding(7)) \(format(throughput).padding(10)) \(format(decodeRate).padding(17)) \(format(roofline).padding(19)) \(format(100 * throughput / roofline))%, \(format(100 * decodeRate / roofline))%".padding(86) + " \(String(after.graphReplays - before.graphReplays).padding(15)) \(format(hostMilliseconds))")
+                print("        host ms per decode step: " + phases.map { "\($0.name) \(format($0.milliseconds))" }.joined(separator: ", "))
                 rows.append(["batch": .int(batch), "graphs": .bool(useGraphs), "two_batch_overlap": .bool(overlap), "deterministic": .bool(deterministic), "tokens_per_s": .double(throughput),
                              "decode_tokens_per_s": .double(decodeRate), "roofline_tokens_per_s": .double(roofline), "seconds": .double(seconds),
                              "decode_steps": .int(after.decodeSteps - before.decodeSteps), "graph_replays": .int(after.graphReplays - before.graphReplays),
                              "graph_captures": .int(after.graphCaptures), "host_ms_per_decode_step": .double(hostMilliseconds),
-                             "prepare_ms_per_decode_step": .double(prepareMilliseconds), "launch_ms_per_decode_step": .double(launchMilliseconds)])
+                             "host_ms_per_decode_step_by_phase": .object(JSONObject(phases.map { ($0.name, JSONValue.double($0.milliseconds)) }))])
             }
             for failure in await engine.statistics().graphCaptureFailures { print("graph capture failed (steps ran eagerly): \(failure)") }
             if profile && !useGraphs {

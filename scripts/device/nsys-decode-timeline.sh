@@ -22,6 +22,7 @@ if [ ! -f "$out/$label.nsys-rep" ] && [ -f "$out/$label.qdstrm" ]; then
     # It needs libdw (elfutils), which the GPU machine lacks: a copy may sit in lib/ beside the binary.
     LD_LIBRARY_PATH="$here/lib:${LD_LIBRARY_PATH:-}" "$importer" -i "$out/$label.qdstrm" >> "$out/$label-nsys.log" 2>&1
 fi
-"$nsys" stats --report cuda_gpu_trace --format csv --output "$out/$label" "$out/$label.nsys-rep" >> "$out/$label-nsys.log" 2>&1
+"$nsys" stats --report cuda_gpu_trace --report cuda_api_trace --format csv --output "$out/$label" "$out/$label.nsys-rep" >> "$out/$label-nsys.log" 2>&1
 python3 "$here/nsys_gaps.py" "$out/${label}_cuda_gpu_trace.csv" 4
+python3 "$here/nsys_step.py" "$out/${label}_cuda_gpu_trace.csv" "$out/${label}_cuda_api_trace.csv" > "$out/${label}-step.txt"
 rm -f "$out/$label.nsys-rep" "$out/$label.sqlite" "$out/$label.qdstrm"
