@@ -6,6 +6,8 @@ import KiteTensor
 final class EngineCore {
     let model: any CausalLanguageModel
     let tokenizer: (any EngineTokenizer)?
+    /// The tokens that end a sequence (the tokenizer's, else the model config's), looked up once rather than per token.
+    private lazy var endOfSequenceTokenIDs: [Int32] = tokenizer?.endOfSequenceTokenIDs ?? model.config.eosTokenIDs.map(Int32.init)
     let options: EngineOptions
     let contextLength: Int
     let pool: BlockPool
@@ -420,7 +422,7 @@ final class EngineCore {
         sequence.textCount += delta.count
         let sampling = request.sampling
         var reason: FinishReason?
-        if !sampling.ignoreEOS && (tokenizer?.endOfSequenceTokenIDs ?? model.config.eosTokenIDs.map(Int32.init)).contains(choice.token) {
+        if !sampling.ignoreEOS && endOfSequenceTokenIDs.contains(choice.token) {
             reason = .stopToken(choice.token)
         } else if sampling.stopTokenIDs.contains(choice.token) {
             reason = .stopToken(choice.token)
@@ -620,22 +622,36 @@ final class EngineCore {
             plan = try DecodePlan(key: key, backend: model.backend)
             decodePlans[key] = plan
         }
-        var values = [Int32](repeating: 0, count: plan.inputs.count)
+        // Filled through one buffer pointer, each row's block table copied whole: element by element through
+        // the sequences' arrays this took 0.08 ms a step at 256 rows, time the device waited.
         let padding = paddingBlock * Int32(size)
-        for row in 0..<bucket {
-            let tableStart = 4 * bucket + row * width
-            guard row < batch else {
-                values[2 * bucket + row] = padding
-                values[3 * bucket + row] = 1
-                for i in 0..<width { values[tableStart + i] = paddingBlock }
-                continue
+        let paddingBlock = self.paddingBlock
+        let values = try [Int32](unsafeUninitializedCapacity: plan.inputs.count) { buffer, initialized in
+            buffer.initialize(repeating: paddingBlock)
+            for row in 0..<bucket {
+                let tableStart = 4 * bucket + row * width
+                guard row < batch else {
+                    buffer[row] = 0
+                    buffer[bucket + row] = 0
+                    buffer[2 * bucket + row] = padding
+                    buffer[3 * bucket + row] = 1
+                    continue
+                }
+                let chunk = chunks[row], sequence = chunk.sequence
+                buffer[row] = sequence.tokens[chunk.start]
+                buffer[bucket + row] = Int32(chunk.start)
+                try sequence.blockTable.withUnsafeBufferPointer { table in
+                    guard chunk.start / size < table.count else {
+                        initialized = 0
+                        throw EngineError.internalFailure("decode step: position \(chunk.start) is past the sequence's \(table.count) cache blocks")
+                    }
+                    buffer[2 * bucket + row] = table[chunk.start / size] * Int32(size) + Int32(chunk.start % size)
+                    let copied = min(table.count, width)
+                    _ = UnsafeMutableBufferPointer(rebasing: buffer[tableStart..<(tableStart + copied)]).update(fromContentsOf: table.prefix(copied))
+                }
+                buffer[3 * bucket + row] = Int32(chunk.start + 1)
             }
-            let chunk = chunks[row], sequence = chunk.sequence
-            values[row] = sequence.tokens[chunk.start]
-            values[bucket + row] = Int32(chunk.start)
-            values[2 * bucket + row] = sequence.blockTable[chunk.start / size] * Int32(size) + Int32(chunk.start % size)
-            values[3 * bucket + row] = Int32(chunk.start + 1)
-            for i in 0..<width { values[tableStart + i] = i < sequence.blockTable.count ? sequence.blockTable[i] : paddingBlock }
+            initialized = buffer.count
         }
         try model.backend.copy(Tensor(int32: values), into: plan.inputs)
         let launchStart = MonotonicClock.seconds()
@@ -714,10 +730,12 @@ final class EngineCore {
                     }
                 }
             }
-            for member in followers + [sequence] {
+            for member in followers {
                 rows.append(logitRows[index])
                 parameters.append(samplingRow(member))
             }
+            rows.append(logitRows[index])
+            parameters.append(samplingRow(sequence))
             order.append((sequence, followers))
         }
         let waitStart = MonotonicClock.seconds()
@@ -728,10 +746,12 @@ final class EngineCore {
         defer { decodeHostPhases.accept += MonotonicClock.seconds() - acceptStart }
         var next = 0
         for (sequence, followers) in order {
-            for member in followers + [sequence] {
+            for member in followers {
                 accept(member, choice: Sampler.Choice(token: results[next].token, logprob: results[next].logprob, alternatives: []))
                 next += 1
             }
+            accept(sequence, choice: Sampler.Choice(token: results[next].token, logprob: results[next].logprob, alternatives: []))
+            next += 1
         }
     }
 
