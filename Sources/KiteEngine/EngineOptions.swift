@@ -101,9 +101,10 @@ public struct DecodeHostPhases: Sendable, Equatable {
     public var prepare = 0.0
     /// The graph-launch call.
     public var launch = 0.0
-    /// Sampling rows and parameters, and the sampling launches, before waiting for the tokens.
+    /// Forks and each row's sampling parameters, before the sampling call.
     public var sampleSetup = 0.0
-    /// Waiting for the sampled tokens (the device's forward and sampling, seen from the host).
+    /// The sampling call: its launches and the wait for the tokens (the device's forward and sampling, seen
+    /// from the host).
     public var sampleWait = 0.0
     /// Accepting the tokens: stop checks, streaming, finishing sequences.
     public var accept = 0.0

@@ -60,6 +60,38 @@ struct DeviceDecodeTests {
         }
     }
 
+    /// The host's time per decode-step phase: counted on the device path only, every phase but scheduling
+    /// inside the decode steps' wall time, and the per-step figures are the differences over the steps.
+    @Test func decodeHostPhasesAddUpInsideTheDecodeSteps() async throws {
+        let model = try EngineFixtures.model("qwen3")
+        for deviceDecode in [false, true] {
+            var options = EngineOptions()
+            options.blockSize = 4
+            options.deviceDecode = deviceDecode
+            let engine = try InferenceEngine(model: model, options: options)
+            defer { engine.shutdown() }
+            _ = try await engine.generate(GenerationRequest(
+                id: "phases", promptTokens: EngineFixtures.prompt(length: 5, seed: 3, vocabulary: 72), sampling: EngineFixtures.greedy(maxNewTokens: 8, n: 2)))
+            let statistics = await engine.statistics()
+            let phases = statistics.decodeHostPhases
+            let inside = phases.prepare + phases.launch + phases.sampleSetup + phases.sampleWait + phases.accept
+            if deviceDecode {
+                #expect(statistics.decodeSteps > 0)
+                #expect(phases.prepare > 0 && phases.sampleWait > 0 && phases.accept > 0 && phases.schedule > 0)
+                #expect(inside <= statistics.decodeSeconds)
+            } else {
+                #expect(phases == DecodeHostPhases(), "the host path has no device decode steps")
+            }
+        }
+        var before = DecodeHostPhases(), after = DecodeHostPhases()
+        before.prepare = 0.5
+        after.prepare = 0.9
+        after.accept = 0.2
+        let perStep = after.millisecondsPerStep(since: before, steps: 4)
+        #expect(perStep.map(\.name) == ["schedule", "prepare", "launch", "sample setup", "sample wait", "accept"])
+        #expect(perStep.map(\.milliseconds) == [0, 100, 0, 0, 0, 50])
+    }
+
     /// An inference copy of the model (stacked q/k/v and gate/up weights; norms, RoPE and the cache store
     /// through `Backend.rotateAndCache` on both paths) serves exactly what the model itself serves.
     @Test(arguments: ["qwen3", "qwen2", "llama"])
