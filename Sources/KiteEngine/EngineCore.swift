@@ -37,6 +37,18 @@ final class EngineCore {
     let deviceDecode: Bool
     /// Device buffers (and captured graphs) of decode steps, by padded batch size and block-table width.
     private var decodePlans: [DecodePlan.Key: DecodePlan] = [:]
+    /// The overlap schedule (`EngineOptions.disableOverlapSchedule`): on the device decode path, a decode
+    /// step's successor is queued before the host reads its tokens.
+    let overlapSchedule: Bool
+    /// The decode step whose tokens are sampled on the device but not yet accepted.
+    private var inFlight: InFlightDecode?
+    /// Whether a decode step's tokens are still to be read (the overlap schedule).
+    var hasStepInFlight: Bool { inFlight != nil }
+    /// When the last overlapped decode step's tokens were accepted.
+    private var lastOverlappedEnd: Double?
+    /// Rows computed for sequences that had finished by the time their tokens were read (the overlap
+    /// schedule's cost: a sequence that stops on a token the host has not read yet runs one row more).
+    private var discardedRows = 0
     /// With `enableReturnRoutedExperts` on a sparse model: the experts of the token in each cache slot,
     /// `[slots, sparse layers, topK]`, written by the forward that fills the slot (SGLang keeps them the same
     /// way, so a prefix served from the cache, a fork's shared blocks and a recomputed sequence all find theirs).
@@ -55,6 +67,7 @@ final class EngineCore {
         }
         cacheDType = options.keyValueCacheDType ?? model.backend.keyValueCacheDType
         deviceDecode = options.deviceDecode ?? (model.backend.device != .cpu)
+        overlapSchedule = deviceDecode && !options.disableOverlapSchedule
         let bytesPerToken = model.cacheLayout.bytesPerToken(cacheDType)
         var budget = options.memoryBudgetBytes
         if let fraction = options.memFractionStatic {
@@ -164,10 +177,36 @@ final class EngineCore {
         let count: Int
     }
 
+    /// A decode step whose sampling is queued on the device and whose tokens the host has not read.
+    private struct InFlightDecode {
+        /// Its rows, one decode token each, in row order.
+        let chunks: [Chunk]
+        let samples: any DeferredSamples
+        /// When its launch began.
+        let start: Double
+    }
+
     /// Runs one forward over a batch of decode tokens and prompt chunks. Returns false when idle.
+    ///
+    /// With a decode step in flight (the overlap schedule), its successor over the same sequences is queued
+    /// first, reading its input tokens on the device, and only then are the in-flight step's tokens read and
+    /// accepted; so the device runs the next step while the host accepts, streams and schedules. When the
+    /// batch must change (new sequences can start, a block needs a preemption), the in-flight step's tokens
+    /// are accepted first and the step is scheduled as usual.
     func step() throws -> Bool {
         guard !memoryReleased else { return false }
         let scheduleStart = MonotonicClock.seconds()
+        if let flight = inFlight {
+            inFlight = nil
+            guard let next = continuation(of: flight) else {
+                try complete(flight)
+                return true
+            }
+            scheduleSeconds = MonotonicClock.seconds() - scheduleStart
+            try runContinuation(next, after: flight)
+            counters.steps += 1
+            return true
+        }
         var chunks: [Chunk] = []
         var prefillBudget = options.chunkedPrefillSize
         var scheduled = Set<ObjectIdentifier>()
@@ -296,8 +335,9 @@ final class EngineCore {
             if let routing { try storeRoutedExperts(try routing.recorded(), slots: slots) }
         }
         expertLoad.merge(model.takeExpertLoad())
+        var deferred = false
         defer {
-            if decodeOnly {
+            if decodeOnly && !deferred {
                 let end = MonotonicClock.seconds()
                 decodeCounters.steps += 1
                 decodeCounters.tokens += chunks.count
@@ -327,6 +367,12 @@ final class EngineCore {
             }
         }
         guard !logitRows.isEmpty else { return }
+        if decodeOnly && overlapSchedule && sampled.count == chunks.count && !sampled.contains(where: needsHostSampling) {
+            decodeHostPhases.schedule += scheduleSeconds
+            inFlight = InFlightDecode(chunks: chunks, samples: try sampleDeferred(hidden: hidden, sequences: sampled), start: stepStart)
+            deferred = true
+            return
+        }
         if deviceDecode && !sampled.contains(where: { $0.request.request.topLogprobs > 0 }) {
             try sampleOnDevice(hidden: hidden, logitRows: logitRows, sampled: sampled)
             return
@@ -540,6 +586,7 @@ final class EngineCore {
     func abort(requestID: String, message: String = "aborted") -> Bool {
         guard let state = requests[requestID] else { return false }
         for sequence in state.samples where !sequence.isFinished { finish(sequence, .abort(message)) }
+        dropInFlightIfDone()
         return true
     }
 
@@ -549,6 +596,7 @@ final class EngineCore {
 
     /// Drops the prefix cache; refused (false) while requests are running, as SGLang does.
     func flushCache() -> Bool {
+        settleInFlight()
         guard running.isEmpty && waiting.isEmpty else { return false }
         prefixCache?.clear()
         return true
@@ -558,6 +606,7 @@ final class EngineCore {
     /// when memory comes back.
     func releaseMemory() {
         guard !memoryReleased else { return }
+        settleInFlight()
         for sequence in running { preempt(sequence) }
         prefixCache?.clear()
         decodePlans = [:]
@@ -575,6 +624,7 @@ final class EngineCore {
     /// New weights: cached keys and values were computed with the old ones, so every cached prefix is dropped
     /// and running sequences recompute theirs.
     func weightsChanged(version: String) {
+        settleInFlight()
         for sequence in running { preempt(sequence) }
         prefixCache?.clear()
         // Graphs read the weights' addresses: they survive only when the matrices are written in place in the
@@ -594,17 +644,143 @@ final class EngineCore {
             cacheBytesPerToken: model.cacheLayout.bytesPerToken(cacheDType),
             weightBytes: (model.parameters.entries + model.buffers.entries).reduce(0) { $0 + $1.tensor.byteCount }, expertLoad: expertLoad,
             decodeSteps: decodeCounters.steps, decodeTokens: decodeCounters.tokens, decodeSeconds: decodeCounters.seconds,
-            decodeHostSeconds: decodeHostSeconds, decodeHostPhases: decodeHostPhases,
+            decodeHostSeconds: decodeHostSeconds, overlapDiscardedRows: discardedRows, decodeHostPhases: decodeHostPhases,
             graphReplays: decodeCounters.replays, graphCaptures: decodeCounters.captures,
             graphCaptureFailures: captureFailures,
             cacheDType: cacheDType, cacheTokens: slotCount)
+    }
+
+    // MARK: Overlap schedule
+
+    /// Sequences whose next token the overlap schedule cannot sample on the device ahead of the host: top
+    /// log-probs are computed on the host, and a group's first token forks its other samples.
+    private func needsHostSampling(_ sequence: SequenceState) -> Bool {
+        sequence.request.request.topLogprobs > 0
+            || (sequence.generatedCount == 0 && sequence.sampleIndex == 0 && sequence.request.samples.contains { $0.awaitingFork && !$0.isFinished })
+    }
+
+    /// The decode step after `flight` over the same sequences, one position on, or nil when the batch must
+    /// change first: a sequence may start (the head of `waiting` fits under `maxRunningRequests`), a running
+    /// sequence is not in the step, or a row needs a block that only a preemption would free. A sequence
+    /// whose in-flight token ends it by length gets no row.
+    private func continuation(of flight: InFlightDecode) -> [Chunk]? {
+        if let head = waiting.first, running.count + head.request.request.sampling.n <= options.maxRunningRequests { return nil }
+        let live = flight.chunks.filter { !$0.sequence.isFinished }
+        guard live.count == running.count else { return nil }
+        let next = live.compactMap { chunk -> Chunk? in
+            let sequence = chunk.sequence
+            // After the in-flight token, the sequence holds one more generated token and one more token.
+            if sequence.generatedCount + 1 >= sequence.request.request.sampling.maxNewTokens || sequence.tokens.count + 1 >= contextLength { return nil }
+            return Chunk(sequence: sequence, start: chunk.start + 1, count: 1)
+        }
+        guard !next.isEmpty else { return nil }
+        let protected = Set(next.map { ObjectIdentifier($0.sequence) })
+        for chunk in next where !ensureBlocks(chunk.sequence, upTo: chunk.start + 1, protecting: protected, mayPreempt: false) { return nil }
+        return next
+    }
+
+    /// Queues `next` (its input tokens copied on the device from `flight`'s samples, its sampling deferred),
+    /// then accepts `flight`'s tokens while the device runs `next`.
+    private func runContinuation(_ next: [Chunk], after flight: InFlightDecode) throws {
+        let start = MonotonicClock.seconds()
+        var rowInFlight: [ObjectIdentifier: Int] = [:]
+        for (row, chunk) in flight.chunks.enumerated() { rowInFlight[ObjectIdentifier(chunk.sequence)] = row }
+        // Runs of rows whose in-flight rows are consecutive: one device copy each (all of them when no row
+        // was dropped).
+        var runs: [DeviceTokenRun] = []
+        for (row, chunk) in next.enumerated() {
+            guard let source = rowInFlight[ObjectIdentifier(chunk.sequence)] else {
+                throw EngineError.internalFailure("overlap schedule: a sequence of the next step is not in the step in flight")
+            }
+            if let last = runs.last, last.source + last.count == source, last.row + last.count == row {
+                runs[runs.count - 1].count += 1
+            } else {
+                runs.append(DeviceTokenRun(source: source, row: row, count: 1))
+            }
+        }
+        let hidden = try decodeForward(next, deviceTokens: (flight.samples.tokens, runs))
+        for chunk in next { chunk.sequence.computed += 1 }
+        decodeHostPhases.schedule += scheduleSeconds
+        inFlight = InFlightDecode(chunks: next, samples: try sampleDeferred(hidden: hidden, sequences: next.map(\.sequence)), start: start)
+        try complete(flight)
+    }
+
+    /// Reads `flight`'s tokens and accepts them; rows of sequences that finished meanwhile (a stop on the
+    /// previous token, an abort) are dropped.
+    private func complete(_ flight: InFlightDecode) throws {
+        let waitStart = MonotonicClock.seconds()
+        let results = try flight.samples.results()
+        let acceptStart = MonotonicClock.seconds()
+        decodeHostPhases.sampleWait += acceptStart - waitStart
+        guard results.count == flight.chunks.count else {
+            throw EngineError.internalFailure("overlap schedule: \(results.count) sampled tokens for \(flight.chunks.count) rows")
+        }
+        var accepted = 0
+        for (chunk, result) in zip(flight.chunks, results) {
+            guard !chunk.sequence.isFinished else {
+                discardedRows += 1
+                continue
+            }
+            accept(chunk.sequence, choice: Sampler.Choice(token: result.token, logprob: result.logprob, alternatives: []))
+            accepted += 1
+        }
+        let end = MonotonicClock.seconds()
+        decodeHostPhases.accept += end - acceptStart
+        // Overlapped steps share wall time: each counts from the previous one's end (or its own launch).
+        decodeCounters.steps += 1
+        decodeCounters.tokens += accepted
+        decodeCounters.seconds += end - max(flight.start, lastOverlappedEnd ?? flight.start)
+        lastOverlappedEnd = end
+        lastDecodeEnd = nil
+        dropInFlightIfDone()
+    }
+
+    /// Forgets the step in flight once every one of its sequences has finished: its tokens would all be
+    /// discarded, and the engine should look idle as soon as its last request is answered.
+    private func dropInFlightIfDone() {
+        guard let flight = inFlight, flight.chunks.allSatisfy({ $0.sequence.isFinished }) else { return }
+        inFlight = nil
+        discardedRows += flight.chunks.count
+    }
+
+    /// Accepts the tokens of the step in flight, if any (before the cache, weights or batch change under it);
+    /// a failure fails what was running, as a failing step does.
+    func settleInFlight() {
+        guard let flight = inFlight else { return }
+        inFlight = nil
+        do {
+            try complete(flight)
+        } catch {
+            abortAll(message: "internal error: \(error)")
+        }
+    }
+
+    /// Queues sampling of the decode rows of `hidden` (row `i` for `sequences[i]`), tokens left on the device.
+    private func sampleDeferred(hidden: Tensor, sequences: [SequenceState]) throws -> any DeferredSamples {
+        let setupStart = MonotonicClock.seconds()
+        let parameters = sequences.map(samplingRow)
+        let rows = hidden.shape[0] == sequences.count ? hidden : hidden.rows(0..<sequences.count)
+        let callStart = MonotonicClock.seconds()
+        decodeHostPhases.sampleSetup += callStart - setupStart
+        defer { decodeHostPhases.launch += MonotonicClock.seconds() - callStart }
+        return try model.sampleTokensDeferred(hidden: rows, rows: parameters)
     }
 
     // MARK: Device decode steps
 
     /// A decode step's forward from one device buffer of metadata; batches up to `cudaGraphMaxBatchSize` are
     /// padded to a power of two and, after their first eager step, replayed from a captured graph.
-    private func decodeForward(_ chunks: [Chunk]) throws -> Tensor {
+    /// Rows `row ..< row + count` of a decode step read their input tokens from rows `source ..< source + count`
+    /// of the previous step's samples on the device.
+    struct DeviceTokenRun {
+        var source: Int
+        var row: Int
+        var count: Int
+    }
+
+    /// `deviceTokens`: the input tokens the host does not have yet (the overlap schedule), as runs of the
+    /// previous step's sampled tokens, copied on the device after the metadata.
+    private func decodeForward(_ chunks: [Chunk], deviceTokens: (tokens: Tensor, runs: [DeviceTokenRun])? = nil) throws -> Tensor {
         let prepareStart = MonotonicClock.seconds()
         let size = pool.blockSize
         let batch = chunks.count
@@ -633,16 +809,21 @@ final class EngineCore {
                 continue
             }
             let chunk = chunks[row], sequence = chunk.sequence
-            values[row] = sequence.tokens[chunk.start]
+            values[row] = chunk.start < sequence.tokens.count ? sequence.tokens[chunk.start] : 0
             values[bucket + row] = Int32(chunk.start)
             values[2 * bucket + row] = sequence.blockTable[chunk.start / size] * Int32(size) + Int32(chunk.start % size)
             values[3 * bucket + row] = Int32(chunk.start + 1)
             for i in 0..<width { values[tableStart + i] = i < sequence.blockTable.count ? sequence.blockTable[i] : paddingBlock }
         }
         try model.backend.copy(Tensor(int32: values), into: plan.inputs)
+        if let (tokens, runs) = deviceTokens {
+            for run in runs {
+                try model.backend.copy(tokens.rows(run.source..<(run.source + run.count)), into: plan.tokens.rows(run.row..<(run.row + run.count)))
+            }
+        }
         let launchStart = MonotonicClock.seconds()
         decodeHostPhases.prepare += launchStart - prepareStart
-        if let lastDecodeEnd { decodeHostSeconds += launchStart - lastDecodeEnd }
+        if let lastDecodeEnd, deviceTokens == nil { decodeHostSeconds += launchStart - lastDecodeEnd }
         if let graph = plan.graph, let output = plan.output {
             try graph.launch()
             decodeHostPhases.launch += MonotonicClock.seconds() - launchStart

@@ -41,6 +41,13 @@ public struct EngineOptions: Sendable, Equatable {
     /// (`Backend.sampleTokens`); nil means on accelerators only. On the CPU this runs the backend's reference
     /// implementations, which tests use to check the path; the host `Sampler` is the CPU default.
     public var deviceDecode: Bool?
+    /// `--disable-overlap-schedule`: on the device decode path, each decode step waits for its tokens before
+    /// the next is scheduled. By default (SGLang's overlap schedule) the next decode step over the same
+    /// sequences is queued first, reading its input tokens on the device, so the device does not wait while
+    /// the host accepts tokens and prepares the next step's metadata. Outputs are the same either way; a
+    /// sequence that stops on a token (EOS, stop string) runs one discarded row more
+    /// (`EngineStatistics.overlapDiscardedRows`).
+    public var disableOverlapSchedule = false
     /// `--enable-return-routed-experts`: record the experts every computed token was routed to, per cache slot
     /// (as SGLang does), so requests may ask for them (`GenerationRequest.returnRoutedExperts`). Costs a host
     /// copy of each sparse layer's choice per step, and decode steps run eagerly on the host-metadata path.
@@ -74,13 +81,18 @@ public struct EngineStatistics: Sendable, Equatable {
     public var weightBytes: Int = 0
     /// Tokens routed to each expert since start, per sparse layer (empty for dense models).
     public var expertLoad: ExpertLoad = ExpertLoad()
-    /// Steps whose every row was a decode token, their tokens and their wall time (forward and sampling).
+    /// Steps whose every row was a decode token, their tokens and their wall time (forward and sampling;
+    /// under the overlap schedule, from the previous decode step's end to this one's).
     public var decodeSteps: Int
     public var decodeTokens: Int
     public var decodeSeconds: Double
     /// Host time between consecutive decode steps during which the device waits: from one step's sampled
-    /// tokens being read back to the next step's launch (scheduling, metadata staging).
+    /// tokens being read back to the next step's launch (scheduling, metadata staging). Steps the overlap
+    /// schedule queues before the previous step's tokens are read add nothing.
     public var decodeHostSeconds: Double = 0
+    /// Decode rows the overlap schedule computed for sequences that had already stopped (see
+    /// `EngineOptions.disableOverlapSchedule`).
+    public var overlapDiscardedRows = 0
     /// Host time of decode steps by phase, summed over the steps.
     public var decodeHostPhases = DecodeHostPhases()
     /// Decode steps that replayed a captured graph, and graphs captured.

@@ -129,6 +129,8 @@ public final class InferenceEngine: @unchecked Sendable {
     public func updateWeights(version: String, _ update: @escaping @Sendable (any CausalLanguageModel) throws -> Void) async throws {
         try await perform { core in
             Result {
+                // The step in flight read the old weights: its tokens are accepted before they change.
+                core.settleInFlight()
                 try update(core.model)
                 core.weightsChanged(version: version)
             }

@@ -41,6 +41,8 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     /// One token per row of final hidden states `[R, hidden]`, sampled on the backend with its log-prob (see
     /// `TokenSampling`).
     func sampleTokens(hidden: Tensor, rows: [TokenSampling]) throws -> [SampledToken]
+    /// `sampleTokens` with the tokens left on the device and read back later (`Backend.sampleTokensDeferred`).
+    func sampleTokensDeferred(hidden: Tensor, rows: [TokenSampling]) throws -> any DeferredSamples
     /// A copy with its own weights (an engine that sees the trainer's updates only at weight syncs).
     func clone() throws -> Self
     /// Tokens routed to each expert since the last call, per sparse layer; empty for dense models.

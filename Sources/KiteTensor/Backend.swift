@@ -177,6 +177,11 @@ public protocol Backend: AnyObject, Sendable {
     /// rows of fp32 logits; returns the results on the host.
     func sampleTokens(hidden: Tensor, weight: Tensor, rows: [TokenSampling]) throws -> [SampledToken]
 
+    /// `sampleTokens` without waiting for it: the sampled tokens stay on the device for work queued after
+    /// this call to read (the next decode step's input), and `DeferredSamples.results()` reads them back
+    /// later, waiting for the sampling only, not for the work queued after it. The default samples at once.
+    func sampleTokensDeferred(hidden: Tensor, weight: Tensor, rows: [TokenSampling]) throws -> any DeferredSamples
+
     // MARK: Graphs
 
     /// Records the device work `body` issues, without running it, as a graph that replays it; nil where the

@@ -53,6 +53,11 @@ extension Backend {
         return results
     }
 
+    public func sampleTokensDeferred(hidden: Tensor, weight: Tensor, rows: [TokenSampling]) throws -> any DeferredSamples {
+        let values = try sampleTokens(hidden: hidden, weight: weight, rows: rows)
+        return ReadySamples(values, tokens: try upload(Tensor(int32: values.map(\.token))))
+    }
+
     public func captureGraph(_ body: () throws -> Void) throws -> (any DeviceGraph)? { nil }
 
     public func overlapped(_ first: () throws -> Void, _ second: () throws -> Void) throws {

@@ -94,3 +94,25 @@ public struct SampledToken: Sendable, Equatable {
         self.logprob = logprob
     }
 }
+
+/// Sampling results of `Backend.sampleTokensDeferred` that the host has not read yet.
+public protocol DeferredSamples: AnyObject {
+    /// The sampled tokens, i32 `[rows]` on the backend's device, in row order.
+    var tokens: Tensor { get }
+    /// Waits until the sampling is done (not the work queued after it) and returns each row's token and
+    /// log-prob.
+    func results() throws -> [SampledToken]
+}
+
+/// Samples the host already has: what `sampleTokensDeferred` returns on backends that sample at once.
+public final class ReadySamples: DeferredSamples {
+    public let tokens: Tensor
+    private let values: [SampledToken]
+
+    public init(_ values: [SampledToken], tokens: Tensor) {
+        self.values = values
+        self.tokens = tokens
+    }
+
+    public func results() throws -> [SampledToken] { values }
+}

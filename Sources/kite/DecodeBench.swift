@@ -36,6 +36,8 @@ struct BenchDecode: AsyncParsableCommand {
     @Option(help: "CUDA graphs for decode steps: on, off or both (one engine each).") var graphs = "both"
     @Option(name: .customLong("two-batch-overlap"), help: "With graphs: decode steps of 128 and more rows as two overlapped halves: on, off or both.")
     var twoBatchOverlap = "off"
+    @Option(name: .customLong("overlap-schedule"), help: "Queue each decode step before the last one's tokens are read (EngineOptions.disableOverlapSchedule): on, off or both.")
+    var overlapSchedule = "on"
     @Flag(help: "Batch-invariant kernels (--deterministic).") var deterministic = false
     @Option(help: "Bandwidth for the roofline in TB/s; default: measured here.") var bandwidth: Double?
     @Option(help: "Write the results as JSON to this file.") var json: String?
@@ -48,6 +50,7 @@ struct BenchDecode: AsyncParsableCommand {
         guard !batchSizes.isEmpty, batchSizes.allSatisfy({ $0 > 0 }) else { throw ValidationError("--batches: expected positive sizes like 1,64,256") }
         guard ["on", "off", "both"].contains(graphs) else { throw ValidationError("--graphs must be on, off or both") }
         guard ["on", "off", "both"].contains(twoBatchOverlap) else { throw ValidationError("--two-batch-overlap must be on, off or both") }
+        guard ["on", "off", "both"].contains(overlapSchedule) else { throw ValidationError("--overlap-schedule must be on, off or both") }
         guard prompt > 0, newTokens > 0, layers > 0 else { throw ValidationError("sizes must be positive") }
     }
 
@@ -88,12 +91,14 @@ struct BenchDecode: AsyncParsableCommand {
 
         var rows: [JSONValue] = []
         let overlapModes = twoBatchOverlap == "both" ? [false, true] : [twoBatchOverlap == "on"]
+        let scheduleModes = overlapSchedule == "both" ? [true, false] : [overlapSchedule == "on"]
         let modes = (graphs == "both" ? [true, false] : [graphs == "on"]).flatMap { graphs in
             graphs ? overlapModes.map { (graphs: true, overlap: $0) } : [(graphs: false, overlap: false)]
-        }
-        for (useGraphs, overlap) in modes {
+        }.flatMap { mode in scheduleModes.map { (graphs: mode.graphs, overlap: mode.overlap, schedule: $0) } }
+        for (useGraphs, overlap, overlappedSchedule) in modes {
             var options = EngineOptions()
             options.enableTwoBatchOverlap = overlap
+            options.disableOverlapSchedule = !overlappedSchedule
             options.memFractionStatic = memFractionStatic
             options.maxRunningRequests = batchSizes.max() ?? 1
             options.chunkedPrefillSize = 16_384
@@ -103,7 +108,7 @@ struct BenchDecode: AsyncParsableCommand {
             let engine = try InferenceEngine(model: model, options: options)
             defer { engine.shutdown() }
             let capacity = await engine.statistics()
-            print("graphs \(useGraphs ? "on" : "off")\(useGraphs ? ", two-batch overlap \(overlap ? "on" : "off")" : ""): cache of \(capacity.cacheTokens) tokens (\(capacity.cacheDType))")
+            print("graphs \(useGraphs ? "on" : "off")\(useGraphs ? ", two-batch overlap \(overlap ? "on" : "off")" : ""), overlap schedule \(overlappedSchedule ? "on" : "off"): cache of \(capacity.cacheTokens) tokens (\(capacity.cacheDType))")
             print("batch   tokens/s   decode tokens/s   roofline tokens/s   vs roofline (all, decode)   graph replays   host ms/step")
             for batch in batchSizes {
                 _ = try await generate(engine, batch: batch, newTokens: 3, seed: 7)
@@ -123,7 +128,7 @@ struct BenchDecode: AsyncParsableCommand {
                 let roofline = Double(batch) * bytesPerSecond / bytesPerStep
                 print("\(String(batch).padding(7)) \(format(throughput).padding(10)) \(format(decodeRate).padding(17)) \(format(roofline).padding(19)) \(format(100 * throughput / roofline))%, \(format(100 * decodeRate / roofline))%".padding(86) + " \(String(after.graphReplays - before.graphReplays).padding(15)) \(format(hostMilliseconds))")
                 print("        host ms per decode step: " + phases.map { "\($0.name) \(format($0.milliseconds))" }.joined(separator: ", "))
-                rows.append(["batch": .int(batch), "graphs": .bool(useGraphs), "two_batch_overlap": .bool(overlap), "deterministic": .bool(deterministic), "tokens_per_s": .double(throughput),
+                rows.append(["batch": .int(batch), "graphs": .bool(useGraphs), "two_batch_overlap": .bool(overlap), "overlap_schedule": .bool(overlappedSchedule), "deterministic": .bool(deterministic), "tokens_per_s": .double(throughput),
                              "decode_tokens_per_s": .double(decodeRate), "roofline_tokens_per_s": .double(roofline), "seconds": .double(seconds),
                              "decode_steps": .int(after.decodeSteps - before.decodeSteps), "graph_replays": .int(after.graphReplays - before.graphReplays),
                              "graph_captures": .int(after.graphCaptures), "host_ms_per_decode_step": .double(hostMilliseconds),

@@ -50,6 +50,9 @@ struct EngineFlags: ParsableArguments {
     @Flag(help: "On a GPU: decode steps of 128 and more sequences run as two half batches whose forwards overlap (measured no faster for dense models on one H100: BENCHMARKS.md).")
     var enableTwoBatchOverlap = false
 
+    @Flag(help: "On a GPU: wait for each decode step's tokens before queueing the next (by default the next step over the same requests is queued first and reads its tokens on the device).")
+    var disableOverlapSchedule = false
+
     @Flag(help: "On a GPU: batch-invariant kernels, so a request's log-probs do not depend on its batch (and equal a trainer's forward bit for bit; about 0.3x the decode throughput).")
     var enableDeterministicInference = false
 
@@ -76,6 +79,7 @@ struct EngineFlags: ParsableArguments {
         options.memFractionStatic = memFractionStatic
         options.disableCUDAGraph = disableCudaGraph
         options.enableTwoBatchOverlap = enableTwoBatchOverlap
+        options.disableOverlapSchedule = disableOverlapSchedule
         return options
     }
 
@@ -84,8 +88,8 @@ struct EngineFlags: ParsableArguments {
         if let memFractionStatic, !(memFractionStatic > 0 && memFractionStatic < 1) {
             throw ValidationError("--mem-fraction-static must be between 0 and 1, got \(memFractionStatic)")
         }
-        if !gpu && (memFractionStatic != nil || disableCudaGraph || enableDeterministicInference || enableTwoBatchOverlap) {
-            throw ValidationError("--mem-fraction-static, --disable-cuda-graph, --enable-two-batch-overlap and --enable-deterministic-inference need --device cuda")
+        if !gpu && (memFractionStatic != nil || disableCudaGraph || enableDeterministicInference || enableTwoBatchOverlap || disableOverlapSchedule) {
+            throw ValidationError("--mem-fraction-static, --disable-cuda-graph, --enable-two-batch-overlap, --disable-overlap-schedule and --enable-deterministic-inference need --device cuda")
         }
         if enableTwoBatchOverlap && disableCudaGraph {
             throw ValidationError("--enable-two-batch-overlap overlaps the halves of graph-captured decode steps: it cannot be used with --disable-cuda-graph")

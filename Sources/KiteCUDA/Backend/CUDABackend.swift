@@ -63,6 +63,10 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Block-scaled products run so far: as fp8 products, and dequantised (by choice or because cuBLASLt
     /// declined the shape).
     public let blockScaledCounts = Mutex<(fp8: Int, dequantised: Int)>((0, 0))
+    /// Small host-to-device copies (`copy(_:into:)` from the host) go through pinned slots.
+    let pinnedUploads: PinnedUploadRing
+    /// Pinned buffers that deferred sampling results are read back into.
+    let readbackBuffers: PinnedReadbackBuffers
     /// Static layouts of deterministic decode attention, by batch size.
     let decodeLayouts = Mutex<[Int: (queryOffsets: Tensor, tiles: Tensor)]>([:])
 
@@ -86,6 +90,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         externalProfilerWindow = ExternalProfilerWindow(driver: context.driver)
         kernels = KernelCache(context: context)
         blas = try CUBLASLt(driver: context.driver)
+        pinnedUploads = PinnedUploadRing(driver: context.driver)
+        readbackBuffers = PinnedReadbackBuffers(driver: context.driver)
         useTF32 = environment("KITE_CUDA_TF32") == "1"
         self.deterministic = deterministic ?? (environment("KITE_DETERMINISTIC") == "1")
         var flag: CUDevicePointer = 0
@@ -178,6 +184,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             return
         }
         if source.device == .cpu {
+            // A capture records the copy's host address, so it must not be a ring slot that is written again.
+            if !isCapturing,
+                try pinnedUploads.copy(from: UnsafeRawPointer(source.rawPointer), bytes: source.byteCount, to: address(destination), stream: context.stream)
+            {
+                return
+            }
             try context.driver.check(
                 context.driver.cuMemcpyHtoDAsync(address(destination), UnsafeRawPointer(source.rawPointer), source.byteCount, context.stream.handle),
                 "cuMemcpyHtoDAsync")

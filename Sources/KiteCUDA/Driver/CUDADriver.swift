@@ -40,6 +40,8 @@ final class CUDADriver: @unchecked Sendable {
     let cuMemPoolSetAttribute: @convention(c) (CUHandle?, Int32, UnsafeMutableRawPointer) -> Int32
     let cuMemPoolGetAttribute: @convention(c) (CUHandle?, Int32, UnsafeMutableRawPointer) -> Int32
     let cuMemPoolTrimTo: @convention(c) (CUHandle?, Int) -> Int32
+    let cuMemHostAlloc: @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>, Int, UInt32) -> Int32
+    let cuMemFreeHost: @convention(c) (UnsafeMutableRawPointer?) -> Int32
     let cuMemGetInfo: @convention(c) (UnsafeMutablePointer<Int>, UnsafeMutablePointer<Int>) -> Int32
     let cuMemcpyHtoDAsync: @convention(c) (CUDevicePointer, UnsafeRawPointer, Int, CUHandle?) -> Int32
     let cuMemcpyDtoHAsync: @convention(c) (UnsafeMutableRawPointer, CUDevicePointer, Int, CUHandle?) -> Int32
@@ -106,6 +108,8 @@ final class CUDADriver: @unchecked Sendable {
         cuMemPoolSetAttribute = try library.symbol("cuMemPoolSetAttribute")
         cuMemPoolGetAttribute = try library.symbol("cuMemPoolGetAttribute")
         cuMemPoolTrimTo = try library.symbol("cuMemPoolTrimTo")
+        cuMemHostAlloc = try library.symbol("cuMemHostAlloc")
+        cuMemFreeHost = try library.symbol("cuMemFreeHost")
         cuMemGetInfo = try library.symbol("cuMemGetInfo_v2")
         cuMemcpyHtoDAsync = try library.symbol("cuMemcpyHtoDAsync_v2")
         cuMemcpyDtoHAsync = try library.symbol("cuMemcpyDtoHAsync_v2")

@@ -140,6 +140,22 @@ extension OperationParity {
         results.append(ParityResult(name: "sampleTokens tokens (share differing)", precision: precision, maxAbsoluteError: Double(differing),
                                     relativeError: Double(differing) / Double(rows), tolerance: 0.05, failure: nil))
 
+        // Deferred sampling (the overlap schedule's): read back after later work was queued behind it (a
+        // device copy of its tokens, as the next decode step's input, and a second sampling), it must give
+        // what `sampleTokens` gave on the same inputs, and its device tokens must be those tokens.
+        let deviceHidden = try device(hidden), deviceWeight = try cuda.upload(weight)
+        let deferred = try cuda.sampleTokensDeferred(hidden: deviceHidden, weight: deviceWeight, rows: parameters)
+        let copied = try cuda.zeros([rows], dtype: .i32)
+        try cuda.copy(deferred.tokens, into: copied)
+        let second = try cuda.sampleTokensDeferred(hidden: deviceHidden, weight: deviceWeight, rows: parameters)
+        let first = try deferred.results(), again = try second.results()
+        let copiedTokens = try cuda.download(copied).toInt32s()
+        let mismatching = (0..<rows).filter { row in
+            first[row] != result[row] || again[row] != result[row] || copiedTokens[row] != result[row].token
+        }.count
+        results.append(ParityResult(name: "sampleTokensDeferred equals sampleTokens (rows differing)", precision: precision, maxAbsoluteError: Double(mismatching),
+                                    relativeError: Double(mismatching) / Double(rows), tolerance: 0, failure: nil))
+
         // The distribution: one row sampled many times with top-k 20 at T = 0.8, against the exact
         // renormalised probabilities (total variation distance).
         let draws = 4000

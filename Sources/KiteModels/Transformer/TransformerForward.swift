@@ -179,6 +179,11 @@ extension Transformer {
         try backend.sampleTokens(hidden: hidden, weight: outputWeight, rows: rows)
     }
 
+    /// `sampleTokens` with the tokens left on the device and read back later (`Backend.sampleTokensDeferred`).
+    public func sampleTokensDeferred(hidden: Tensor, rows: [TokenSampling]) throws -> any DeferredSamples {
+        try backend.sampleTokensDeferred(hidden: hidden, weight: outputWeight, rows: rows)
+    }
+
     /// Logits `[T, vocabulary]` of final hidden states `[T, hidden]`.
     public func logits(hidden: Tensor) throws -> Tensor {
         try backend.matmul(hidden, outputWeight, transposeA: false, transposeB: true)
