@@ -5,6 +5,7 @@
 # launch gaps as they are in a real step. GRAPH_TRACE=graph traces each replay as one operation instead (node tracing
 # slows cuGraphLaunch itself, ~0.3 ms a replay, which shows as a stall at the head of every step).
 # usage: bash nsys-decode-timeline.sh [batch] [label]   (from the repository root; the binary sits beside this file)
+# DECODE_FLAGS adds flags to `kite bench decode` (e.g. "--overlap-schedule off").
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:-/tmp/kite-out}"
@@ -16,7 +17,7 @@ nsys="$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-system
 if [ -z "$nsys" ]; then echo "nsys not found"; exit 1; fi
 KITE_CUDA_PROFILE_STEPS=150:4 timeout 300 "$nsys" profile --capture-range=cudaProfilerApi --capture-range-end=stop \
     --cuda-graph-trace="${GRAPH_TRACE:-node}" --trace=cuda --sample=none --cpuctxsw=none -o "$out/$label" --force-overwrite true \
-    "$here/kite" bench decode --batches "$batch" --graphs on --new 256 > "$out/$label-nsys.log" 2>&1
+    "$here/kite" bench decode --batches "$batch" --graphs on --new 256 ${DECODE_FLAGS:-} > "$out/$label-nsys.log" 2>&1
 # The nsys that ships inside Nsight Compute leaves a .qdstrm; its importer turns that into a report.
 if [ ! -f "$out/$label.nsys-rep" ] && [ -f "$out/$label.qdstrm" ]; then
     importer="$(ls /opt/nvidia/nsight-compute/*/host/linux-desktop-glibc_*-x64/QdstrmImporter 2>/dev/null | head -n 1)"
