@@ -36,13 +36,22 @@ struct BenchDecode: AsyncParsableCommand {
     @Option(help: "CUDA graphs for decode steps: on, off or both (one engine each).") var graphs = "both"
     @Option(name: .customLong("two-batch-overlap"), help: "With graphs: decode steps of 128 and more rows as two overlapped halves: on, off or both.")
     var twoBatchOverlap = "off"
-    @Option(name: .customLong("overlap-schedule"), help: "Queue each decode step before the last one's tokens are read (EngineOptions.disableOverlapSchedule): on, off or both.")
+    @Option(name: .customLong("overlap-schedule"), help: "Queue each decode step before the last one's tokens are read (EngineOptions.disableOverlapSchedule): on, off, both (on, off), or a comma-separated order such as off,on,off,on (one engine each, for A/B/A/B runs).")
     var overlapSchedule = "on"
+
     @Flag(help: "Batch-invariant kernels (--deterministic).") var deterministic = false
     @Option(help: "Bandwidth for the roofline in TB/s; default: measured here.") var bandwidth: Double?
     @Option(help: "Write the results as JSON to this file.") var json: String?
     @Flag(help: "After the graphs-off runs, profile 32 decode steps per batch size (16-token prompts): GPU time per step by operation.")
     var profile = false
+
+    /// The overlap-schedule setting of each engine, in run order; nil for a bad value.
+    var scheduleModes: [Bool]? {
+        if overlapSchedule == "both" { return [true, false] }
+        let modes = overlapSchedule.split(separator: ",").map { $0.trimmingPrefix(" ") }
+        guard !modes.isEmpty, modes.allSatisfy({ $0 == "on" || $0 == "off" }) else { return nil }
+        return modes.map { $0 == "on" }
+    }
 
     var batchSizes: [Int] { batches.split(separator: ",").compactMap { Int($0.trimmingPrefix(" ")) } }
 
@@ -50,7 +59,7 @@ struct BenchDecode: AsyncParsableCommand {
         guard !batchSizes.isEmpty, batchSizes.allSatisfy({ $0 > 0 }) else { throw ValidationError("--batches: expected positive sizes like 1,64,256") }
         guard ["on", "off", "both"].contains(graphs) else { throw ValidationError("--graphs must be on, off or both") }
         guard ["on", "off", "both"].contains(twoBatchOverlap) else { throw ValidationError("--two-batch-overlap must be on, off or both") }
-        guard ["on", "off", "both"].contains(overlapSchedule) else { throw ValidationError("--overlap-schedule must be on, off or both") }
+        guard scheduleModes != nil else { throw ValidationError("--overlap-schedule must be on, off, both or a list like off,on,off,on") }
         guard prompt > 0, newTokens > 0, layers > 0 else { throw ValidationError("sizes must be positive") }
     }
 
@@ -91,7 +100,7 @@ struct BenchDecode: AsyncParsableCommand {
 
         var rows: [JSONValue] = []
         let overlapModes = twoBatchOverlap == "both" ? [false, true] : [twoBatchOverlap == "on"]
-        let scheduleModes = overlapSchedule == "both" ? [true, false] : [overlapSchedule == "on"]
+        let scheduleModes = self.scheduleModes ?? [true]
         let modes = (graphs == "both" ? [true, false] : [graphs == "on"]).flatMap { graphs in
             graphs ? overlapModes.map { (graphs: true, overlap: $0) } : [(graphs: false, overlap: false)]
         }.flatMap { mode in scheduleModes.map { (graphs: mode.graphs, overlap: mode.overlap, schedule: $0) } }
