@@ -19,7 +19,9 @@ def load(path):
 
 def main() -> None:
     gpu, api = load(sys.argv[1]), load(sys.argv[2])
+    # Traced per node, a step has ~300 operations; traced per graph (GRAPH_TRACE=graph), a handful.
     first = int(sys.argv[3]) if len(sys.argv) > 3 else 250
+    first = min(first, max(len(gpu) // 4, 0))
     events = sorted([(s, d, "gpu ", n) for s, d, n in gpu] + [(s, d, "host", n) for s, d, n in api])
     gpu_sorted = sorted(gpu)
     begin = gpu_sorted[first][0]
