@@ -768,8 +768,6 @@ final class EngineCore {
 
     // MARK: Device decode steps
 
-    /// A decode step's forward from one device buffer of metadata; batches up to `cudaGraphMaxBatchSize` are
-    /// padded to a power of two and, after their first eager step, replayed from a captured graph.
     /// Rows `row ..< row + count` of a decode step read their input tokens from rows `source ..< source + count`
     /// of the previous step's samples on the device.
     struct DeviceTokenRun {
@@ -778,6 +776,8 @@ final class EngineCore {
         var count: Int
     }
 
+    /// A decode step's forward from one device buffer of metadata; batches up to `cudaGraphMaxBatchSize` are
+    /// padded to a power of two and, after their first eager step, replayed from a captured graph.
     /// `deviceTokens`: the input tokens the host does not have yet (the overlap schedule), as runs of the
     /// previous step's sampled tokens, copied on the device after the metadata.
     private func decodeForward(_ chunks: [Chunk], deviceTokens: (tokens: Tensor, runs: [DeviceTokenRun])? = nil) throws -> Tensor {
